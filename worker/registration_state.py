@@ -1,0 +1,87 @@
+"""Registration state per orchestrator, shared by the registrar and the HTTP workers.
+
+The registrar writes `<runtime_dir>/registration.json` atomically (temporary file, then
+`os.replace`) on every change; `/readyz` and metrics read it. It never holds a secret:
+only orchestrator URLs, capability names, times, counts and short error reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "registration.json"
+
+
+@dataclass
+class OrchestratorState:
+    """What the registrar knows about one orchestrator."""
+
+    orchestrator: str
+    capability: str
+    registered: bool = False
+    last_success: float | None = None
+    last_attempt: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+
+
+def read_registration_state(runtime_dir: Path) -> list[dict[str, Any]]:
+    """One dict per orchestrator, in configuration order; [] when nothing was written."""
+    try:
+        text = (Path(runtime_dir) / STATE_FILE).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, ValueError):
+        return []
+    entries = document.get("orchestrators") if isinstance(document, dict) else None
+    return [entry for entry in entries or [] if isinstance(entry, dict)]
+
+
+def write_registration_state(runtime_dir: Path, states: list[OrchestratorState]) -> None:
+    """Replace the state file at once, so a reader never sees half a document."""
+    directory = Path(runtime_dir)
+    document = {"orchestrators": [asdict(state) for state in states]}
+    fd, temporary = tempfile.mkstemp(prefix=".registration.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, separators=(",", ":"))
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, directory / STATE_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class StateFile:
+    """Thread-safe holder of every orchestrator's state, written through on each change."""
+
+    runtime_dir: Path
+    states: list[OrchestratorState]
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._flush()
+
+    def update(self, index: int, **changes: Any) -> OrchestratorState:
+        """Apply `changes` to orchestrator `index`, write the file, return a copy."""
+        with self._lock:
+            state = self.states[index]
+            for name, value in changes.items():
+                if not hasattr(state, name):
+                    raise AttributeError(name)
+                setattr(state, name, value)
+            self._flush()
+            return OrchestratorState(**asdict(state))
+
+    def snapshot(self) -> list[OrchestratorState]:
+        with self._lock:
+            return [OrchestratorState(**asdict(state)) for state in self.states]
+
+    def _flush(self) -> None:
+        write_registration_state(self.runtime_dir, self.states)
