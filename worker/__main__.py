@@ -1,0 +1,54 @@
+"""`python -m worker`: validate settings, then serve under gunicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from worker.config import ConfigError, load_settings
+from worker.logs import setup_logging
+
+RUNTIME_DIR_VARIABLE = "AGENT_NET_RUNTIME_DIR"
+
+
+def prepare_runtime_dir() -> tuple[Path, bool]:
+    """The directory shared by this container's processes; created (and owned) if unset."""
+    existing = os.environ.get(RUNTIME_DIR_VARIABLE)
+    if existing:
+        path = Path(existing)
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="agent-net-"))
+    os.environ[RUNTIME_DIR_VARIABLE] = str(path)
+    return path, True
+
+
+def main() -> int:
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as error:
+        print(f"agent-net: {error}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    runtime_dir, owned = prepare_runtime_dir()
+    from worker.server import WorkerServer, remove_runtime_dir
+
+    logging.getLogger("agent_net.server").info(
+        "worker_starting ollama_host=%s model=%s orchestrators=%d",
+        settings.ollama_host,
+        settings.ollama_model,
+        len(settings.orch_urls),
+    )
+    try:
+        WorkerServer(settings, runtime_dir).run()
+    finally:
+        if owned:
+            remove_runtime_dir(runtime_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

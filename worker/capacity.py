@@ -1,0 +1,80 @@
+"""At most N job requests at once across every process of the container.
+
+Each slot is one byte of a shared lock file, taken with a non-blocking `fcntl` lock. The
+kernel drops a dead process's locks, so a crashed worker never leaks capacity. POSIX
+locks belong to a process, not a thread, so each process also tracks the slots its own
+threads hold.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class SlotLimiter:
+    """`acquire()` yields a slot number, or None at once when all slots are taken."""
+
+    def __init__(self, path: Path, capacity: int) -> None:
+        self.capacity = capacity
+        self._path = path
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _file(self) -> int:
+        # Opened lazily and per process: a descriptor inherited across fork shares locks.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+            self._held = set()
+        return self._fd
+
+    def _take(self) -> int | None:
+        with self._lock:
+            fd = self._file()
+            for slot in range(self.capacity):
+                if slot in self._held:
+                    continue
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+                except OSError:
+                    continue
+                self._held.add(slot)
+                return slot
+            return None
+
+    def _give(self, slot: int) -> None:
+        with self._lock:
+            fcntl.lockf(self._file(), fcntl.LOCK_UN, 1, slot)
+            self._held.discard(slot)
+
+    @contextmanager
+    def acquire(self) -> Iterator[int | None]:
+        slot = self._take()
+        try:
+            yield slot
+        finally:
+            if slot is not None:
+                self._give(slot)
+
+    def in_use(self) -> int:
+        """Slots held right now by any process (an approximate, lock-probing count)."""
+        with self._lock:
+            fd = self._file()
+            busy = len(self._held)
+            for slot in range(self.capacity):
+                if slot in self._held:
+                    continue
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+                except OSError:
+                    busy += 1
+                else:
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, slot)
+            return busy

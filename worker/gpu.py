@@ -1,0 +1,189 @@
+"""GPU readings through NVML (nvidia-ml-py's `pynvml`), one choke point for every call.
+
+A reading the board does not support (power on many cards, utilisation under MIG) becomes
+None for that field; a lost GPU is reported on that GPU alone; a machine without the
+driver library raises SourceUnavailable with a reason an operator can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pynvml
+
+from worker.sources import SourceUnavailable
+
+MIB = 1024 * 1024
+T = TypeVar("T")
+
+# NVML answers that mean "this reading does not exist here", not "the GPU is broken".
+_MISSING_READING = (
+    pynvml.NVML_ERROR_NOT_SUPPORTED,
+    pynvml.NVML_ERROR_NO_PERMISSION,
+    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+)
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU at one moment. Memory in bytes and MiB, power in watts, None = unsupported."""
+
+    index: int
+    name: str | None
+    uuid: str | None
+    memory_used_bytes: int | None
+    memory_total_bytes: int | None
+    temperature_c: int | None
+    power_draw_w: float | None
+    power_limit_w: float | None
+    utilization_gpu_pct: int | None
+    utilization_memory_pct: int | None
+    error: str | None = None
+
+    @property
+    def memory_used_mb(self) -> float | None:
+        return _to_mib(self.memory_used_bytes)
+
+    @property
+    def memory_total_mb(self) -> float | None:
+        return _to_mib(self.memory_total_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "uuid": self.uuid,
+            "status": "ok" if self.error is None else "error",
+            "error": self.error,
+            "memory_used_mb": self.memory_used_mb,
+            "memory_total_mb": self.memory_total_mb,
+            "memory_used_bytes": self.memory_used_bytes,
+            "memory_total_bytes": self.memory_total_bytes,
+            "temperature_c": self.temperature_c,
+            "power_draw_w": self.power_draw_w,
+            "power_limit_w": self.power_limit_w,
+            "utilization_gpu_pct": self.utilization_gpu_pct,
+            "utilization_memory_pct": self.utilization_memory_pct,
+        }
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    """Every GPU NVML sees, with the driver version."""
+
+    driver_version: str | None
+    gpus: tuple[GpuReading, ...]
+
+
+def _to_mib(value: int | None) -> float | None:
+    return None if value is None else round(value / MIB, 1)
+
+
+def _milliwatts_to_watts(value: int | None) -> float | None:
+    return None if value is None else round(value / 1000, 3)
+
+
+class GpuLost(Exception):
+    """A per-device NVML call failed in a way that makes the whole GPU unreadable."""
+
+
+def _describe(error: pynvml.NVMLError) -> str:
+    reasons = {
+        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: (
+            "NVIDIA driver library not found (libnvidia-ml.so.1): no GPU driver on this host,"
+            " or the container was started without GPU access"
+        ),
+        pynvml.NVML_ERROR_DRIVER_NOT_LOADED: "NVIDIA driver not loaded",
+        pynvml.NVML_ERROR_NO_PERMISSION: "no permission to read NVML",
+        pynvml.NVML_ERROR_GPU_IS_LOST: "GPU is lost (fell off the bus or is not responding)",
+        pynvml.NVML_ERROR_UNINITIALIZED: "NVML is not initialised",
+    }
+    return reasons.get(error.value, f"NVML error {error.value}: {error}")
+
+
+class GpuReader:
+    """Reads every GPU through NVML. NVML is initialised lazily, in the calling process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._initialised = False
+
+    def read(self) -> GpuReport:
+        """Return one report, or raise SourceUnavailable with the reason."""
+        with self._lock:
+            self._ensure_initialised()
+            try:
+                count = pynvml.nvmlDeviceGetCount()
+                driver = self._optional(pynvml.nvmlSystemGetDriverVersion)
+            except pynvml.NVMLError as error:
+                raise SourceUnavailable(_describe(error)) from None
+            except GpuLost as lost:
+                raise SourceUnavailable(str(lost)) from None
+            return GpuReport(driver, tuple(self._read_gpu(index) for index in range(count)))
+
+    def close(self) -> None:
+        """Shut NVML down if this reader initialised it."""
+        with self._lock:
+            if self._initialised:
+                self._initialised = False
+                with contextlib.suppress(pynvml.NVMLError):
+                    pynvml.nvmlShutdown()
+
+    def _ensure_initialised(self) -> None:
+        if self._initialised:
+            return
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as error:
+            raise SourceUnavailable(_describe(error)) from None
+        self._initialised = True
+
+    def _read_gpu(self, index: int) -> GpuReading:
+        try:
+            handle = self._device(pynvml.nvmlDeviceGetHandleByIndex, index)
+            name = self._optional(pynvml.nvmlDeviceGetName, handle)
+            uuid = self._optional(pynvml.nvmlDeviceGetUUID, handle)
+            memory = self._optional(pynvml.nvmlDeviceGetMemoryInfo, handle)
+            temperature = self._optional(
+                pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU
+            )
+            power = self._optional(pynvml.nvmlDeviceGetPowerUsage, handle)
+            limit = self._optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+            utilization = self._optional(pynvml.nvmlDeviceGetUtilizationRates, handle)
+        except GpuLost as lost:
+            return GpuReading(
+                index, None, None, None, None, None, None, None, None, None, error=str(lost)
+            )
+        return GpuReading(
+            index=index,
+            name=name,
+            uuid=uuid,
+            memory_used_bytes=None if memory is None else int(memory.used),
+            memory_total_bytes=None if memory is None else int(memory.total),
+            temperature_c=temperature,
+            power_draw_w=_milliwatts_to_watts(power),
+            power_limit_w=_milliwatts_to_watts(limit),
+            utilization_gpu_pct=None if utilization is None else int(utilization.gpu),
+            utilization_memory_pct=None if utilization is None else int(utilization.memory),
+        )
+
+    @staticmethod
+    def _device(call: Callable[..., T], *args: Any) -> T:
+        try:
+            return call(*args)
+        except pynvml.NVMLError as error:
+            raise GpuLost(_describe(error)) from None
+
+    @staticmethod
+    def _optional(call: Callable[..., T], *args: Any) -> T | None:
+        """Call NVML; an unsupported reading is None, anything else fails the GPU."""
+        try:
+            return call(*args)
+        except pynvml.NVMLError as error:
+            if error.value in _MISSING_READING:
+                return None
+            raise GpuLost(_describe(error)) from None

@@ -1,0 +1,140 @@
+"""The Ollama model catalogue, read with the official `ollama` client.
+
+`/api/tags` gives the models on disk, `/api/ps` the ones loaded now (with the bytes they
+hold in GPU memory), `/api/version` the server version. Every failure becomes
+SourceUnavailable with a short reason; nothing from Ollama's error bodies is trusted as
+more than a short, truncated string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import ollama
+
+from worker.sources import SourceUnavailable
+
+MIB = 1024 * 1024
+_MAX_ERROR_CHARS = 160
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model on disk, and whether (and how much of it) is loaded in GPU memory."""
+
+    name: str
+    size_bytes: int | None
+    parameter_size: str | None
+    quantization: str | None
+    family: str | None
+    digest: str | None
+    modified_at: str | None
+    loaded: bool
+    vram_bytes: int | None
+    expires_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "size_mb": _to_mib(self.size_bytes),
+            "parameter_size": self.parameter_size,
+            "quantization": self.quantization,
+            "family": self.family,
+            "digest": self.digest,
+            "modified_at": self.modified_at,
+            "loaded": self.loaded,
+            "vram_bytes": self.vram_bytes,
+            "vram_mb": _to_mib(self.vram_bytes),
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every model Ollama has on disk, with the server's version."""
+
+    version: str | None
+    models: tuple[ModelEntry, ...]
+
+
+def _to_mib(value: int | None) -> float | None:
+    return None if value is None else round(value / MIB, 1)
+
+
+def _short(text: object) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= _MAX_ERROR_CHARS else flat[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def _iso(value: object) -> str | None:
+    if value is None:
+        return None
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if callable(isoformat) else str(value)
+
+
+class OllamaReader:
+    """Reads the catalogue from one Ollama server, each call bounded by `timeout` seconds."""
+
+    def __init__(self, host: str, timeout: float) -> None:
+        self.host = host
+        self.timeout = timeout
+        self._client = ollama.Client(host=host, timeout=timeout)
+        self._http = httpx.Client(base_url=host, timeout=timeout)
+
+    def read(self) -> Catalogue:
+        """Return the catalogue, or raise SourceUnavailable with the reason."""
+        try:
+            on_disk = self._client.list().models
+            loaded = {entry.model: entry for entry in self._client.ps().models if entry.model}
+            version = self._version()
+        except (ConnectionError, httpx.ConnectError):
+            raise SourceUnavailable(f"Ollama unreachable at {self.host}") from None
+        except httpx.TimeoutException:
+            raise SourceUnavailable(
+                f"Ollama at {self.host} did not answer within {self.timeout:g} s"
+            ) from None
+        except ollama.ResponseError as error:
+            raise SourceUnavailable(
+                f"Ollama at {self.host} answered HTTP {error.status_code}: {_short(error.error)}"
+            ) from None
+        except httpx.HTTPError as error:
+            raise SourceUnavailable(
+                f"Ollama at {self.host}: {type(error).__name__}: {_short(error)}"
+            ) from None
+        except ValueError:  # invalid JSON, or JSON that is not Ollama's schema
+            raise SourceUnavailable(
+                f"Ollama at {self.host} answered with something that is not its API"
+            ) from None
+        models = tuple(self._entry(model, loaded.get(model.model or "")) for model in on_disk)
+        return Catalogue(version=version, models=models)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _version(self) -> str | None:
+        response = self._http.get("/api/version")
+        if response.status_code != httpx.codes.OK:
+            return None
+        body = response.json()
+        version = body.get("version") if isinstance(body, dict) else None
+        return version if isinstance(version, str) else None
+
+    @staticmethod
+    def _entry(model: Any, running: Any | None) -> ModelEntry:
+        details = model.details
+        return ModelEntry(
+            name=model.model or "",
+            size_bytes=model.size,
+            parameter_size=details.parameter_size if details else None,
+            quantization=details.quantization_level if details else None,
+            family=details.family if details else None,
+            digest=model.digest,
+            modified_at=_iso(model.modified_at),
+            loaded=running is not None,
+            vram_bytes=None if running is None else running.size_vram,
+            expires_at=None if running is None else _iso(running.expires_at),
+        )
