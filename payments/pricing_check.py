@@ -1,0 +1,533 @@
+"""Will the gateway accept the orchestrator's price and tickets? The consistency check.
+
+The orchestrator side is derived the way go-livepeer derives it: the face value from
+``recipient.faceValue`` (``facevalue``), winProb from ``recipient.winProb`` (``winprob``),
+the quoted price with or without ``autoAdjustPrice``. The gateway side is judged by
+``validate_ticket_params``, the same comparisons go-livepeer's sender makes. What cannot
+be known off line (gas price, the gateway's deposit, its reserve) is an explicit
+assumption that the report prints.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from payments.amounts import format_wei, readable_wei
+from payments.config_files import (
+    GatewaySettings,
+    OrchestratorSettings,
+    Price,
+    describe_secret_source,
+)
+from payments.facevalue import (
+    AVG_GAS_PRICE,
+    MIN_GAS_PRICE_BY_NETWORK,
+    REDEEM_GAS_BY_NETWORK,
+    REDEEM_GAS_L1,
+    TX_COST_MULTIPLIER,
+    FaceValueQuote,
+    InsufficientSenderReserve,
+    auto_adjusted_price,
+    quote_face_value,
+    tx_cost_multiplier,
+)
+from payments.go_values import parse_bool
+from payments.numbers import significant
+from payments.validation import GatewayLimits, Problem, validate_ticket_params
+from payments.winprob import MAX_WIN_PROB, describe_probability, ticket_ev, win_prob
+
+OFFCHAIN = "offchain"
+ASSUMED_NETWORK = "arbitrum-one-mainnet"  # where Livepeer's protocol runs today
+MAX_TICKETS_PER_PAYMENT = 600  # byoc/payment.go ticketCountForCost (pm.maxSenderNonces)
+
+
+class Status(enum.StrEnum):
+    OK = "OK"
+    MISMATCH = "MISMATCH"
+    WARN = "WARN"
+    INFO = "INFO"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the side-by-side table."""
+
+    parameter: str
+    orchestrator: str
+    gateway: str
+    status: Status
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """What the check cannot read from the two files; ``None`` picks the documented default.
+
+    - ``gas_price``: wei; default the orchestrator's ``maxGasPrice`` (the most it will pay),
+      else go-livepeer's hard-coded average of 3 gwei; never below ``minGasPrice``.
+    - ``redeem_gas``: default go-livepeer's value for the network (1,200,000 on Arbitrum).
+    - ``deposit`` / ``max_float``: the gateway's on-chain deposit and the reserve it
+      allocates to this orchestrator; unknown by default.
+    - ``capability_price`` (wei per second) and ``job_timeout`` (s): size a BYOC payment;
+      without them a payment is one ticket.
+    """
+
+    gas_price: int | None = None
+    redeem_gas: int | None = None
+    deposit: int | None = None
+    max_float: int | None = None
+    capability_price: int | None = None
+    job_timeout: int | None = None
+
+
+@dataclass
+class Report:
+    """The table, the assumptions behind it and the derived numbers."""
+
+    rows: list[Row] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(row.status is not Status.MISMATCH for row in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def add(self, parameter: str, orch: str, gateway: str, status: Status, reason: str) -> None:
+        self.rows.append(Row(parameter, orch, gateway, status, reason))
+
+
+def _price_text(price: Price | None) -> str:
+    if price is None:
+        return "not set"
+    per_pixel = price.wei_per_pixel()
+    unit = "" if price.pixels_per_unit == 1 else f" per {price.pixels_per_unit} units"
+    if per_pixel is None:
+        return f"{price.per_unit} {price.currency}{unit}"
+    if per_pixel.denominator == 1 and not unit:
+        return format_wei(per_pixel.numerator)
+    return f"{significant(per_pixel, 12)} wei per unit"
+
+
+def _fraction_wei(value: Fraction) -> str:
+    """An exact wei amount that may carry a tiny fraction from winProb rounding."""
+    whole = math.floor(value)
+    rest = value - whole
+    text = format_wei(whole)
+    if rest:
+        text += f" + {significant(rest, 3)} wei"
+    return text
+
+
+def check_pricing(
+    orch: OrchestratorSettings, gateway: GatewaySettings, assume: Assumptions | None = None
+) -> Report:
+    """Compare the orchestrator's price and ticket parameters with the gateway's limits."""
+    assume = assume or Assumptions()
+    report = Report()
+    network = _network_row(report, orch, gateway)
+    _role_and_secret_rows(report, orch, gateway)
+
+    redeem_gas = assume.redeem_gas
+    if redeem_gas is None:
+        redeem_gas = REDEEM_GAS_BY_NETWORK.get(network, REDEEM_GAS_L1)
+    min_gas = orch.min_gas_price
+    if min_gas is None:
+        min_gas = MIN_GAS_PRICE_BY_NETWORK.get(network, 0)
+    gas_price, gas_source = _gas_price(orch, assume)
+    gas_price = max(gas_price, min_gas)
+    report.assumptions += [
+        f"network for payments: {network}; redeemGas {redeem_gas:,} "
+        f"({'--redeem-gas' if assume.redeem_gas is not None else 'go-livepeer for ' + network})",
+        f"gas price {format_wei(gas_price)} ({gas_source}; never below minGasPrice "
+        f"{format_wei(min_gas)})",
+        f"face value = redeemGas x gasPrice x {TX_COST_MULTIPLIER}, or ticketEV x 100 when "
+        "that is below ticketEV, capped by the gateway's max float and by maxFaceValue "
+        "(go-livepeer recipient.faceValue)",
+    ]
+
+    limits = GatewayLimits(
+        max_ticket_ev=gateway.max_ticket_ev,
+        max_total_ev=gateway.max_total_ev,
+        deposit_multiplier=gateway.deposit_multiplier,
+        deposit=assume.deposit,
+    )
+    quote, refusal = _quote(orch, redeem_gas, gas_price, assume.max_float)
+    wp = win_prob(orch.ticket_ev, quote.face_value) if quote else None
+    ev = ticket_ev(quote.face_value, wp) if quote and wp is not None else None
+    multiplier = tx_cost_multiplier(quote.face_value, quote.tx_cost) if quote else Fraction(0)
+
+    _price_rows(report, orch, gateway, multiplier)
+    tickets, tickets_reason = _tickets_per_payment(assume, orch, multiplier, ev)
+    problems = (
+        validate_ticket_params(quote.face_value, wp, limits, max(tickets, 1))
+        if quote is not None and wp is not None
+        else []
+    )
+    codes = {problem.code: problem for problem in problems}
+
+    _ticket_ev_row(report, orch, gateway, ev, codes)
+    _face_value_row(report, orch, limits, quote, refusal, codes, (redeem_gas, min_gas, gas_price))
+    _win_prob_row(report, wp, codes)
+    _total_ev_row(report, gateway, ev, tickets, tickets_reason, codes)
+    _gas_row(report, orch, quote, gas_price)
+
+    if quote is not None and wp is not None and ev is not None:
+        report.derived.update(
+            {
+                "redeem_gas": str(redeem_gas),
+                "gas_price_wei": str(gas_price),
+                "tx_cost_wei": str(quote.tx_cost),
+                "face_value_wei": str(quote.face_value),
+                "win_prob": str(wp),
+                "win_probability": describe_probability(wp),
+                "ticket_ev_wei": f"{ev.numerator}/{ev.denominator}",
+                "tickets_per_payment": str(tickets),
+            }
+        )
+    report.notes.append(
+        "BYOC jobs are priced by the capability's registered price_per_unit/price_scaling "
+        "(wei per second); go-livepeer's gateway does not apply maxPricePerUnit to them, "
+        "but it does apply maxTicketEV, maxTotalEV and depositMultiplier to their tickets."
+    )
+    report.notes.append(
+        "Command-line flags and LP_* environment variables override these files: "
+        "check the compose file for overrides."
+    )
+    return report
+
+
+def _network_row(report: Report, orch: OrchestratorSettings, gateway: GatewaySettings) -> str:
+    o, g = orch.network, gateway.network
+    if o == OFFCHAIN and g == OFFCHAIN:
+        report.add(
+            "network",
+            o,
+            g,
+            Status.INFO,
+            "payments are off in offchain mode (go-livepeer only sets up tickets on chain); "
+            f"the rows below show what happens once both run on {ASSUMED_NETWORK}",
+        )
+        return ASSUMED_NETWORK
+    if o == OFFCHAIN:
+        reason = "the orchestrator is offchain: it quotes price 0 and is never paid"
+        report.add("network", o, g, Status.MISMATCH, reason)
+        return g
+    if g == OFFCHAIN:
+        reason = "the gateway is offchain: it has no ticket sender and cannot pay (jobs fail)"
+        report.add("network", o, g, Status.MISMATCH, reason)
+        return o
+    if o != g:
+        report.add("network", o, g, Status.MISMATCH, "different networks cannot pay each other")
+        return o
+    report.add("network", o, g, Status.OK, "same network")
+    return o
+
+
+def _role_and_secret_rows(
+    report: Report, orch: OrchestratorSettings, gateway: GatewaySettings
+) -> None:
+    orch_cfg, gw_cfg = orch.config, gateway.config
+    if not parse_bool(orch_cfg.get("orchestrator").value):
+        report.add(
+            "orchestrator",
+            orch_cfg.get("orchestrator").value,
+            "-",
+            Status.WARN,
+            "the orchestrator file does not set `orchestrator true`",
+        )
+    roles = [gw_cfg.get(name).value for name in ("gateway", "broadcaster")]
+    if not any(parse_bool(value) for value in roles):
+        report.add(
+            "gateway", "-", roles[0], Status.WARN, "the gateway file does not set `gateway true`"
+        )
+    for cfg, side in ((orch_cfg, "orchestrator"), (gw_cfg, "gateway")):
+        for name, line in cfg.secrets():
+            report.add(
+                name,
+                f"{cfg.path.name}:{line}" if side == "orchestrator" else "-",
+                f"{cfg.path.name}:{line}" if side == "gateway" else "-",
+                Status.WARN,
+                f"a secret in a config file: remove it and {describe_secret_source(name)}",
+            )
+
+
+def _gas_price(orch: OrchestratorSettings, assume: Assumptions) -> tuple[int, str]:
+    if assume.gas_price is not None:
+        return assume.gas_price, "--gas-price"
+    if orch.max_gas_price > 0:
+        return orch.max_gas_price, "the orchestrator's maxGasPrice, the most it pays"
+    return AVG_GAS_PRICE, "no maxGasPrice: go-livepeer's hard-coded average of 3 gwei"
+
+
+def _quote(
+    orch: OrchestratorSettings, redeem_gas: int, gas_price: int, max_float: int | None
+) -> tuple[FaceValueQuote | None, str]:
+    try:
+        quote = quote_face_value(
+            orch.ticket_ev,
+            redeem_gas=redeem_gas,
+            gas_price=gas_price,
+            max_face_value=orch.max_face_value,
+            max_float=max_float,
+        )
+    except InsufficientSenderReserve as exc:
+        return None, str(exc)
+    return quote, ""
+
+
+def _price_rows(
+    report: Report, orch: OrchestratorSettings, gateway: GatewaySettings, multiplier: Fraction
+) -> None:
+    """The autoAdjustPrice and pricePerUnit rows."""
+    price, max_price = orch.price, gateway.max_price
+    base = price.wei_per_pixel() if price else None
+    quoted = base
+    adjust = orch.config.get("autoAdjustPrice")
+    shown = adjust.value if adjust.line is not None else "true (default: not set)"
+    if orch.auto_adjust_price:
+        if base is not None:
+            quoted = auto_adjusted_price(base, multiplier)
+        rise = f"{significant(1 / multiplier * 100, 3)}%" if multiplier > 0 else "0%"
+        report.add(
+            "autoAdjustPrice",
+            shown,
+            "-",
+            Status.WARN,
+            f"the quoted price floats with gas: base x (1 + 1/txCostMultiplier), +{rise} at the "
+            "assumed gas price; Agent-Net wants a fixed price: set autoAdjustPrice false",
+        )
+    else:
+        report.add("autoAdjustPrice", shown, "-", Status.OK, "fixed price")
+
+    orch_text = _price_text(price)
+    if quoted is not None and base is not None and quoted != base:
+        orch_text += f"; quoted {significant(quoted, 12)} wei with autoAdjustPrice"
+    gw_text = _price_text(max_price) if max_price.per_unit else "0 (any price)"
+    if price is None:
+        reason = "go-livepeer's orchestrator refuses to start on chain without -pricePerUnit"
+        report.add("pricePerUnit", orch_text, gw_text, Status.MISMATCH, reason)
+        return
+    max_per_pixel = max_price.wei_per_pixel()
+    if max_price.per_unit == 0:
+        report.add("pricePerUnit", orch_text, gw_text, Status.OK, "the gateway accepts any price")
+    elif quoted is None or max_per_pixel is None:
+        report.add(
+            "pricePerUnit",
+            orch_text,
+            gw_text,
+            Status.INFO,
+            "a price-feed currency is converted at run time: cannot compare off line",
+        )
+    elif quoted > max_per_pixel:
+        report.add(
+            "pricePerUnit",
+            orch_text,
+            gw_text,
+            Status.MISMATCH,
+            f"the price {significant(quoted, 12)} wei per unit is above the gateway's max "
+            f"{significant(max_per_pixel, 12)}: the gateway skips this orchestrator",
+        )
+    else:
+        report.add("pricePerUnit", orch_text, gw_text, Status.OK, "within the gateway's max")
+
+
+def _tickets_per_payment(
+    assume: Assumptions, orch: OrchestratorSettings, multiplier: Fraction, ev: Fraction | None
+) -> tuple[int, str]:
+    """Tickets in one BYOC payment (``byoc/payment.go`` ``ticketCountForCost``)."""
+    if assume.capability_price is None or assume.job_timeout is None:
+        return 1, "one ticket (pass --capability-price and --job-timeout to size a BYOC payment)"
+    if ev is None or ev == 0:
+        return 0, "no tickets: the ticket EV is 0"
+    price = Fraction(assume.capability_price)
+    if orch.auto_adjust_price:
+        price = auto_adjusted_price(price, multiplier)
+    cost = price * assume.job_timeout
+    count = min(math.ceil(cost / ev), MAX_TICKETS_PER_PAYMENT)
+    return count, (
+        f"{count} ticket(s) cover {readable_wei(math.ceil(cost))} for a {assume.job_timeout} s "
+        f"job at {significant(price, 12)} wei/s (ticketCountForCost, at most 600)"
+    )
+
+
+def _ticket_ev_row(
+    report: Report,
+    orch: OrchestratorSettings,
+    gateway: GatewaySettings,
+    ev: Fraction | None,
+    codes: dict[str, Problem],
+) -> None:
+    orch_text = format_wei(orch.ticket_ev)
+    if ev is not None and ev != orch.ticket_ev:
+        orch_text += f"; realised {_fraction_wei(ev)}"
+    gw_text = _fraction_wei(gateway.max_ticket_ev)
+    if orch.ticket_ev == 0:
+        reason = "ticketEV 0: tickets carry no value, the orchestrator is never paid"
+        report.add("ticketEV", orch_text, gw_text, Status.MISMATCH, reason)
+    elif "ticket_ev_over_max" in codes:
+        reason = codes["ticket_ev_over_max"].detail
+        if orch.ticket_ev <= gateway.max_ticket_ev and ev is not None:
+            reason += (
+                "; winProb is rounded up, so the realised EV is a hair above ticketEV: "
+                f"set maxTicketEV to at least {math.ceil(ev)}"
+            )
+        report.add("ticketEV", orch_text, gw_text, Status.MISMATCH, reason)
+    elif ev is None and orch.ticket_ev > gateway.max_ticket_ev:
+        reason = "ticketEV is above the gateway's maxTicketEV"
+        report.add("ticketEV", orch_text, gw_text, Status.MISMATCH, reason)
+    else:
+        report.add("ticketEV", orch_text, gw_text, Status.OK, "within maxTicketEV")
+
+
+def _face_value_row(
+    report: Report,
+    orch: OrchestratorSettings,
+    limits: GatewayLimits,
+    quote: FaceValueQuote | None,
+    refusal: str,
+    codes: dict[str, Problem],
+    gas: tuple[int, int, int],
+) -> None:
+    cap = format_wei(orch.max_face_value) if orch.max_face_value else "0 (no cap)"
+    max_fv = limits.max_face_value()
+    gw_text = (
+        f"deposit/{limits.deposit_multiplier} = {format_wei(max_fv)}"
+        if max_fv is not None
+        else f"deposit/{limits.deposit_multiplier} (deposit unknown)"
+    )
+    if quote is None:
+        report.add(
+            "faceValue",
+            f"maxFaceValue {cap}",
+            gw_text,
+            Status.MISMATCH,
+            f"the orchestrator quotes no tickets: {refusal}",
+        )
+        return
+    if quote.capped_by == "maxFaceValue":
+        orch_text = f"{format_wei(quote.face_value)}, the maxFaceValue cap"
+    else:
+        how = f" (capped by {quote.capped_by})" if quote.capped_by else ""
+        orch_text = f"{format_wei(quote.face_value)}{how}; maxFaceValue {cap}"
+    redeem_gas, min_gas, gas_price = gas
+    low, high = _face_value_range(orch, redeem_gas, min_gas, gas_price)
+    spread = ""
+    if low != high:
+        spread = (
+            f"; for gas prices from {readable_wei(min_gas)} to {readable_wei(gas_price)} the "
+            f"face value ranges from {readable_wei(low)} to {readable_wei(high)}"
+        )
+    for code in ("no_sender_deposit", "face_value_over_deposit"):
+        if code in codes:
+            report.add("faceValue", orch_text, gw_text, Status.MISMATCH, codes[code].detail)
+            return
+    if max_fv is None:
+        need = high * limits.deposit_multiplier
+        report.add(
+            "faceValue",
+            orch_text,
+            gw_text,
+            Status.INFO,
+            f"the gateway needs a deposit of at least {format_wei(need)} "
+            f"(faceValue x depositMultiplier){spread}; pass --deposit to check",
+        )
+        return
+    report.add("faceValue", orch_text, gw_text, Status.OK, f"within deposit/multiplier{spread}")
+
+
+def _face_value_range(
+    orch: OrchestratorSettings, redeem_gas: int, min_gas: int, gas_price: int
+) -> tuple[int, int]:
+    """Lowest and highest quotable face value for gas prices in [min_gas, gas_price]."""
+    pivot = -(-orch.ticket_ev // (redeem_gas * TX_COST_MULTIPLIER)) if redeem_gas else 0
+    values = []
+    for gas in {min_gas, gas_price, pivot - 1, pivot}:
+        if min_gas <= gas <= gas_price:
+            try:
+                fv = quote_face_value(
+                    orch.ticket_ev,
+                    redeem_gas=redeem_gas,
+                    gas_price=gas,
+                    max_face_value=orch.max_face_value,
+                )
+            except InsufficientSenderReserve:
+                continue
+            values.append(fv.face_value)
+    return (min(values), max(values)) if values else (0, 0)
+
+
+def _win_prob_row(report: Report, wp: int | None, codes: dict[str, Problem]) -> None:
+    if wp is None:
+        report.add("winProb", "-", "must be < 1", Status.MISMATCH, "no tickets are quoted")
+    elif "face_value_too_low" in codes or wp >= MAX_WIN_PROB:
+        detail = codes["face_value_too_low"].detail if "face_value_too_low" in codes else ""
+        report.add(
+            "winProb",
+            describe_probability(wp),
+            "must be < 1",
+            Status.MISMATCH,
+            f"faceValue equals ticketEV: every ticket wins and go-livepeer's gateway rejects "
+            f"it ('ticket faceValue too low'); raise maxFaceValue above ticketEV. {detail}",
+        )
+    else:
+        report.add("winProb", describe_probability(wp), "must be < 1", Status.OK, "below 1")
+
+
+def _total_ev_row(
+    report: Report,
+    gateway: GatewaySettings,
+    ev: Fraction | None,
+    tickets: int,
+    tickets_reason: str,
+    codes: dict[str, Problem],
+) -> None:
+    gw_text = _fraction_wei(gateway.max_total_ev)
+    if ev is None:
+        report.add("EV per payment", "-", gw_text, Status.INFO, "no tickets are quoted")
+        return
+    orch_text = f"{tickets} x ticket EV = {_fraction_wei(ev * tickets)}"
+    if "total_ev_over_max" in codes:
+        detail = codes["total_ev_over_max"].detail
+        report.add(
+            "EV per payment", orch_text, gw_text, Status.MISMATCH, f"{detail}; {tickets_reason}"
+        )
+    else:
+        report.add(
+            "EV per payment", orch_text, gw_text, Status.OK, f"within maxTotalEV; {tickets_reason}"
+        )
+
+
+def _gas_row(
+    report: Report, orch: OrchestratorSettings, quote: FaceValueQuote | None, gas_price: int
+) -> None:
+    orch_text = format_wei(orch.max_gas_price) if orch.max_gas_price else "0 (no maximum)"
+    if quote is None:
+        report.add("maxGasPrice", orch_text, "-", Status.INFO, "no tickets are quoted")
+        return
+    share = Fraction(quote.tx_cost, quote.face_value) if quote.face_value else Fraction(0)
+    reason = (
+        f"redeeming a winning ticket costs {format_wei(quote.tx_cost)} at gas price "
+        f"{readable_wei(gas_price)}, {significant(share * 100, 3)}% of its face value"
+    )
+    if quote.tx_cost >= quote.face_value:
+        report.add(
+            "maxGasPrice", orch_text, "-", Status.WARN, reason + ": redemption eats the payment"
+        )
+    elif orch.max_gas_price == 0:
+        report.add(
+            "maxGasPrice",
+            orch_text,
+            "-",
+            Status.WARN,
+            reason + "; without a maximum the orchestrator redeems at any gas price",
+        )
+    else:
+        report.add("maxGasPrice", orch_text, "-", Status.OK, reason)
