@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Agent-Net health probe for operators: POST /gpu-check, print the response, and exit 0
+# only when it answers HTTP 200 with "status": "success".
+#
+#   scripts/probe.sh                          # the worker on http://127.0.0.1:$WORKER_PORT
+#   scripts/probe.sh --url http://host:9876   # another worker
+#   scripts/probe.sh --orchestrator https://127.0.0.1:8935 [--capability agent-net]
+#       # through an orchestrator, as a gateway would: POST <orch>/process/request/gpu-check
+#       # with the base64 JSON `Livepeer` header (self-signed TLS accepted unless --cacert)
+#
+# Options: --route R (default gpu-check), --agent-id ID (default probe), --token T
+# (WORKER_TOKEN, direct mode), --timeout S (default 10), --cacert FILE, --quiet.
+# Exit: 0 success; 1 degraded, error or unreachable; 2 usage.
+set -euo pipefail
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+url="http://127.0.0.1:${WORKER_PORT:-9876}"
+orch=""
+capability="${CAPABILITY_NAME:-agent-net}"
+capability="${capability%%,*}"
+route="gpu-check"
+agent_id="probe"
+token="${WORKER_TOKEN:-}"
+timeout=10
+cacert=""
+quiet=""
+
+while (( $# )); do
+  case "$1" in
+    --url) url="${2:?--url needs a value}"; shift 2 ;;
+    --orchestrator|--orch) orch="${2:?--orchestrator needs a value}"; shift 2 ;;
+    --capability) capability="${2:?--capability needs a value}"; shift 2 ;;
+    --route) route="${2:?--route needs a value}"; shift 2 ;;
+    --agent-id) agent_id="${2:?--agent-id needs a value}"; shift 2 ;;
+    --token) token="${2:?--token needs a value}"; shift 2 ;;
+    --timeout) timeout="${2:?--timeout needs a value}"; shift 2 ;;
+    --cacert) cacert="${2:?--cacert needs a value}"; shift 2 ;;
+    --quiet|-q) quiet=1; shift ;;
+    -h|--help) usage ;;
+    *) echo "probe: unknown argument: $1" >&2; usage ;;
+  esac
+done
+
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { echo "probe: $tool is required" >&2; exit 1; }
+done
+
+body="$(python3 -c 'import json, sys; print(json.dumps({"agent_id": sys.argv[1]}))' "$agent_id")"
+curl_args=(--silent --show-error --max-time "$timeout" -X POST
+           -H "Content-Type: application/json" --data "$body"
+           --output - --write-out '\n%{http_code}')
+
+if [[ -n "$orch" ]]; then
+  target="${orch%/}/process/request/${route}"
+  header="$(python3 - "$capability" "$body" "$timeout" <<'PY'
+import base64, json, sys, uuid
+capability, body, timeout = sys.argv[1], sys.argv[2], int(float(sys.argv[3]))
+job = {"id": str(uuid.uuid4()), "request": body, "parameters": "{}",
+       "capability": capability, "sender": "", "sig": "", "timeout_seconds": timeout}
+print(base64.b64encode(json.dumps(job).encode()).decode())
+PY
+)"
+  curl_args+=(-H "Livepeer: ${header}" -H "Livepeer-Capability: ${capability}")
+  if [[ -n "$cacert" ]]; then curl_args+=(--cacert "$cacert"); else curl_args+=(--insecure); fi
+else
+  target="${url%/}/${route}"
+  if [[ -n "$token" ]]; then curl_args+=(-H "Authorization: Bearer ${token}"); fi
+  if [[ -n "$cacert" ]]; then curl_args+=(--cacert "$cacert"); fi
+fi
+
+if ! out="$(curl "${curl_args[@]}" "$target")"; then
+  echo "probe: FAILED: no answer from $target" >&2
+  exit 1
+fi
+code="${out##*$'\n'}"
+response="${out%$'\n'*}"
+
+verdict="$(PROBE_RESPONSE="$response" python3 - <<'PY'
+import json, os
+try:
+    doc = json.loads(os.environ["PROBE_RESPONSE"])
+except ValueError:
+    doc = None
+if not isinstance(doc, dict):
+    print("not-json")
+    raise SystemExit
+print(doc.get("status", "none"))
+reasons = [str(r) for r in doc.get("reasons") or []]
+for name, src in (doc.get("sources") or {}).items():
+    if isinstance(src, dict) and src.get("status") not in (None, "ok"):
+        detail = src.get("reason") or src.get("error") or ""
+        reasons.append(f"{name}: {src.get('status')} {detail}".strip())
+for reason in reasons:
+    print(reason)
+PY
+)"
+status="${verdict%%$'\n'*}"
+
+if [[ -z "$quiet" ]]; then
+  printf '%s\n' "$response" | python3 -m json.tool 2>/dev/null || printf '%s\n' "$response"
+fi
+if [[ "$code" == "200" && "$status" == "success" ]]; then
+  echo "probe: OK: $target answered status=success" >&2
+  exit 0
+fi
+echo "probe: FAILED: $target answered HTTP $code, status=$status" >&2
+if [[ "$verdict" == *$'\n'* ]]; then sed 's/^/  /' <<<"${verdict#*$'\n'}" >&2; fi
+exit 1
