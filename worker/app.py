@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from worker.capacity import SlotLimiter
 from worker.config import Settings
+from worker.metrics import instrument
 from worker.registration_state import read_registration_state
 from worker.report import build_report
 from worker.sampling import Sampler
@@ -80,7 +81,9 @@ def _bearer_matches(header: str | None, token: str) -> bool:
 def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask:
     """Build the Flask app. `sampler` must already be running (or be a test's sampler)."""
     app = Flask("agent_net")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit, so a chunked body (no Content-Length) that is too large
+    # shows as len > limit instead of being cut silently at the limit by werkzeug.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
     secret_token = settings.job_token
@@ -155,7 +158,10 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
                     request.path,
                 )
                 return response
-            agent_id = parse_job_body(_read_body())
+            body = _read_body()
+            if len(body) > settings.max_body_bytes:
+                raise RequestEntityTooLarge()
+            agent_id = parse_job_body(body)
             return jsonify(build_report(settings, sampler, agent_id))
 
     for route in settings.job_routes:
@@ -176,4 +182,5 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
         response.status_code = 200 if ready else 503
         return response
 
+    instrument(app, sampler, runtime_dir)
     return app

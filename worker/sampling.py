@@ -14,6 +14,8 @@ class Sampler:
     def __init__(self, settings: Settings) -> None:
         self._gpu_reader = GpuReader()
         self._ollama_reader = OllamaReader(settings.ollama_host, settings.ollama_timeout_seconds)
+        self._nvml_timeout = settings.nvml_timeout_seconds
+        self._ollama_timeout = settings.ollama_timeout_seconds
         stale_after = settings.stale_after_seconds
         interval = settings.sample_interval_seconds
         self.nvml: SourceSampler[GpuReport] = SourceSampler(
@@ -35,6 +37,15 @@ class Sampler:
         """Start both source threads (call in the serving process, after any fork)."""
         self.nvml.start()
         self.ollama.start()
+
+    def wait_first_readings(self) -> None:
+        """Wait (bounded by each source's timeout) until both sources have been read once.
+
+        Called before a worker process takes requests, so that no client sees "no reading
+        yet" from a process that has just booted; a hung source still lets it start.
+        """
+        self.nvml.wait_first_answer(self._nvml_timeout + 0.5)
+        self.ollama.wait_first_answer(self._ollama_timeout + 0.5)
 
     def stop(self) -> None:
         self.nvml.stop()

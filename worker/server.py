@@ -14,7 +14,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from worker import registrar
+from worker import metrics, registrar
 from worker.app import create_app
 from worker.config import Settings
 from worker.sampling import Sampler
@@ -84,6 +84,7 @@ class WorkerServer(BaseApplication):
             "when_ready": self._when_ready,
             "post_worker_init": self._post_worker_init,
             "worker_exit": self._worker_exit,
+            "child_exit": self._child_exit,
             "on_exit": self._on_exit,
         }
         for key, value in options.items():
@@ -108,10 +109,15 @@ class WorkerServer(BaseApplication):
         # The app is loaded in the worker process, after fork: start its sampler threads here.
         if self.sampler is not None:
             self.sampler.start()
+            self.sampler.wait_first_readings()
 
     def _worker_exit(self, server: Any, worker: Any) -> None:
         if self.sampler is not None:
             self.sampler.stop()
+
+    def _child_exit(self, server: Any, worker: Any) -> None:
+        # In the master, after a worker process ended: its metrics files are now final.
+        metrics.process_exited(worker.pid)
 
     def _on_exit(self, server: Any) -> None:
         registrar.stop(timeout=UNREGISTER_TIMEOUT_SECONDS)

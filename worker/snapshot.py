@@ -78,6 +78,7 @@ class SourceSampler(Generic[T]):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sampler-{name}", daemon=True)
         self._logged_error: str | None = None
+        self._first_answer = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -103,6 +104,11 @@ class SourceSampler(Generic[T]):
                 self._logged_error = None
         finally:
             self._in_flight_since = None
+            self._first_answer.set()
+
+    def wait_first_answer(self, timeout: float) -> bool:
+        """Block until the first read has finished (or `timeout`); True if it has."""
+        return self._first_answer.wait(timeout)
 
     def view(self) -> SourceView[T]:
         """The source as of now: O(1), no locks, never blocks on the source."""
