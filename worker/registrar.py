@@ -87,7 +87,7 @@ def stop(timeout: float = 4.0) -> None:
         child.send_signal(signal.SIGTERM)
         child.wait(timeout)
     except subprocess.TimeoutExpired:
-        log.warning("registrar_killed pid=%d reason=\"no exit within %.1f s\"", child.pid, timeout)
+        log.warning('registrar_killed pid=%d reason="no exit within %.1f s"', child.pid, timeout)
         child.kill()
         child.wait(2)
     except ProcessLookupError:
@@ -147,7 +147,12 @@ class Keeper:
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            delay = self.attempt()
+            try:
+                delay = self.attempt()
+            except Exception as exc:  # a bug must not end the keeper: report and retry
+                log.error("registration_keeper_error %s error=%s", self._fields,
+                          type(exc).__name__)
+                delay = self.cap
             if self.stopping.wait(delay):
                 return
 
@@ -162,20 +167,27 @@ class Keeper:
                 self.client.register(self.capability)
             except RegistrationError as exc:
                 return self._failed(exc)
-            except Exception as exc:  # a bug must not end the keeper: report and retry
-                return self._failed(RegistrationError(type(exc).__name__))
             return self._succeeded()
 
     def _succeeded(self) -> float:
         if not self.registered or self.failures:
-            log.info("registration_ok %s url=%s capacity=%d token=%s", self._fields,
-                     _q(self.capability.url), self.capability.capacity,
-                     "yes" if self.capability.token else "no")
+            log.info(
+                "registration_ok %s url=%s capacity=%d token=%s",
+                self._fields,
+                _q(self.capability.url),
+                self.capability.capacity,
+                "yes" if self.capability.token else "no",
+            )
         else:
             log.debug("registration_refreshed %s", self._fields)
         self.failures, self.registered = 0, True
-        self.state.update(self.index, registered=True, last_success=time.time(),
-                          last_error=None, consecutive_failures=0)
+        self.state.update(
+            self.index,
+            registered=True,
+            last_success=time.time(),
+            last_error=None,
+            consecutive_failures=0,
+        )
         return jittered(self.interval)
 
     def _failed(self, exc: RegistrationError) -> float:
@@ -185,24 +197,41 @@ class Keeper:
         if isinstance(exc, AuthRejected):
             error = f"{error} ({AUTH_HINT})"
             delay = jittered(self.slow_retry)
-            log.error("registration_auth_rejected %s hint=%s failures=%d retry_in=%.1f",
-                      self._fields, _q(AUTH_HINT), self.failures, delay)
+            log.error(
+                "registration_auth_rejected %s hint=%s failures=%d retry_in=%.1f",
+                self._fields,
+                _q(AUTH_HINT),
+                self.failures,
+                delay,
+            )
         elif exc.permanent:
             delay = jittered(self.slow_retry)
-            log.error("registration_rejected %s error=%s failures=%d retry_in=%.1f",
-                      self._fields, _q(error), self.failures, delay)
+            log.error(
+                "registration_rejected %s error=%s failures=%d retry_in=%.1f",
+                self._fields,
+                _q(error),
+                self.failures,
+                delay,
+            )
         else:
             delay = backoff_delay(self.failures, self.cap)
-            log.warning("registration_failed %s error=%s failures=%d retry_in=%.1f",
-                        self._fields, _q(error), self.failures, delay)
-        self.state.update(self.index, registered=False, last_error=error,
-                          consecutive_failures=self.failures)
+            log.warning(
+                "registration_failed %s error=%s failures=%d retry_in=%.1f",
+                self._fields,
+                _q(error),
+                self.failures,
+                delay,
+            )
+        self.state.update(
+            self.index, registered=False, last_error=error, consecutive_failures=self.failures
+        )
         return delay
 
     def unregister(self, deadline: float) -> None:
         """Remove the capability, after any registration in flight (bounded by `deadline`)."""
-        self._busy.acquire(timeout=max(0.0, min(SHUTDOWN_LOCK_WAIT_SECONDS,
-                                                deadline - time.monotonic())))
+        self._busy.acquire(
+            timeout=max(0.0, min(SHUTDOWN_LOCK_WAIT_SECONDS, deadline - time.monotonic()))
+        )
         if not self.attempted:
             return
         left = max(0.1, deadline - time.monotonic())
@@ -246,28 +275,45 @@ def wait_for_worker(url: str, stopping: threading.Event) -> bool:
     return False
 
 
-def run(settings: Settings, runtime_dir: Path, stopping: threading.Event,
-        parent_alive: Callable[[], bool]) -> int:
+def run(
+    settings: Settings,
+    runtime_dir: Path,
+    stopping: threading.Event,
+    parent_alive: Callable[[], bool],
+) -> int:
     """The registrar's whole life; returns when `stopping` is set or the parent is gone."""
     targets = settings.orchestrators
     secret = settings.orchestrator_secret
     if not targets or secret is None:
         log.info("registration disabled: ORCH_URL is not set; the worker runs unregistered")
         return 0
-    state = StateFile(runtime_dir, [
-        OrchestratorState(orchestrator=target.url, capability=target.capability_name)
-        for target in targets
-    ])
+    state = StateFile(
+        runtime_dir,
+        [
+            OrchestratorState(orchestrator=target.url, capability=target.capability_name)
+            for target in targets
+        ],
+    )
     verify = settings.tls_verify
     insecure = [target.url for target in targets if target.url.startswith("https:")]
     if verify is False and insecure:
-        log.warning("tls_verification_off orchestrators=%s hint=%s", _q(",".join(insecure)),
-                    _q("the orchestrators' certificates are not checked; set ORCH_CA_BUNDLE"
-                       " to their certificate (or CA) to verify them"))
+        log.warning(
+            "tls_verification_off orchestrators=%s hint=%s",
+            _q(",".join(insecure)),
+            _q(
+                "the orchestrators' certificates are not checked; set ORCH_CA_BUNDLE"
+                " to their certificate (or CA) to verify them"
+            ),
+        )
     keepers = [
-        Keeper(index, OrchestratorClient(target.url, secret.get_secret_value(), verify=verify),
-               capability_for(settings, target), state, stopping,
-               interval=settings.register_interval_seconds)
+        Keeper(
+            index,
+            OrchestratorClient(target.url, secret.get_secret_value(), verify=verify),
+            capability_for(settings, target),
+            state,
+            stopping,
+            interval=settings.register_interval_seconds,
+        )
         for index, target in enumerate(targets)
     ]
     watcher = threading.Thread(target=_watch_parent, args=(stopping, parent_alive), daemon=True)
@@ -277,8 +323,10 @@ def run(settings: Settings, runtime_dir: Path, stopping: threading.Event,
             keeper.thread.start()
     stopping.wait()
     deadline = time.monotonic() + SHUTDOWN_LOCK_WAIT_SECONDS + sum(UNREGISTER_TIMEOUT)
-    closers = [threading.Thread(target=keeper.unregister, args=(deadline,), daemon=True)
-               for keeper in keepers]
+    closers = [
+        threading.Thread(target=keeper.unregister, args=(deadline,), daemon=True)
+        for keeper in keepers
+    ]
     for closer in closers:
         closer.start()
     for closer in closers:
@@ -325,6 +373,7 @@ def main() -> int:
             log.info("registrar_stopping signal=%s", signal.Signals(signalled[0]).name)
             stopping.set()
     return result[0] if result else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -95,7 +95,7 @@ def describe_network_error(exc: BaseException) -> str:
     text = str(exc)
     reason = ""
     for pattern in (
-        r"\[SSL: [A-Z_]+\][^'\")]*",
+        r"\[SSL: [A-Z_]+\][^'\"(]*",
         r"\[Errno -?\d+\] [^'\")]+",
         r"(?:Read|Connect) timed out\.?",
         r"RemoteDisconnected\([^)]*\)",

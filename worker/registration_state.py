@@ -8,6 +8,7 @@ only orchestrator URLs, capability names, times, counts and short error reasons.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "registration.json"
+log = logging.getLogger("agent_net.registration")
 
 
 @dataclass
@@ -84,4 +86,9 @@ class StateFile:
             return [OrchestratorState(**asdict(state)) for state in self.states]
 
     def _flush(self) -> None:
-        write_registration_state(self.runtime_dir, self.states)
+        # Losing a state update must never stop registration itself.
+        try:
+            write_registration_state(self.runtime_dir, self.states)
+        except OSError as exc:
+            log.warning("registration_state_write_failed path=%s error=%s",
+                        self.runtime_dir / STATE_FILE, type(exc).__name__)

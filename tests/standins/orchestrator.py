@@ -515,7 +515,7 @@ class StandinOrchestrator:
         return self._server.store
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
+        self._server.serve_forever(poll_interval=0.05)
 
     def start(self) -> StandinOrchestrator:
         self._thread = threading.Thread(target=self.serve_forever, name="standin", daemon=True)

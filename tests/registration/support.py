@@ -1,0 +1,250 @@
+"""Processes and small servers for the registration tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+import urllib3
+
+from tests.helpers.processes import ROOT, free_port, wait_for
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+STANDIN = ROOT / "tests" / "standins" / "orchestrator.py"
+ORCH_SECRET = "orch-secret"
+
+
+def livepeer_header(capability: str, timeout_seconds: int = 5, **extra: Any) -> str:
+    """The gateway's `Livepeer` job header (off-chain: any hex signature verifies)."""
+    job = {"id": "job-1", "request": "{}", "parameters": "{}", "capability": capability,
+           "sender": "0x0000000000000000000000000000000000000001", "sig": "00",
+           "timeout_seconds": timeout_seconds, **extra}
+    return base64.b64encode(json.dumps(job).encode()).decode()
+
+
+def submit_job(orchestrator: str, route: str, body: Any, capability: str | None = None,
+               timeout: float = 10.0) -> requests.Response:
+    """POST /process/request/<route> as a gateway does."""
+    return requests.post(
+        f"{orchestrator}/process/request/{route}",
+        data=json.dumps(body),
+        headers={"Livepeer": livepeer_header(capability or route),
+                 "Content-Type": "application/json"},
+        verify=False,  # noqa: S501 - the stand-in's self-signed certificate
+        timeout=timeout,
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+class StandinProcess:
+    """tests/standins/orchestrator.py as a subprocess on a fixed port (restartable)."""
+
+    def __init__(self, log_dir: Path, secret: str = ORCH_SECRET, tls: bool = False,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.secret = secret
+        self.tls = tls
+        self.log_dir = log_dir
+        self.cert_dir = log_dir / f"standin-{self.port}-tls"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def cert(self) -> Path:
+        return self.cert_dir / "cert.pem"
+
+    def start(self) -> StandinProcess:
+        self.starts += 1
+        command = [sys.executable, str(STANDIN), "--host", "127.0.0.1", "--port", str(self.port),
+                   "--secret-env", "STANDIN_SECRET"]
+        if self.tls:
+            command += ["--self-signed", "--cert-dir", str(self.cert_dir)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env={**os.environ, "STANDIN_SECRET": self.secret},
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_for(self._answers, 10, what=f"stand-in on {self.url}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"stand-in exited:\n{self.logs()}")
+        return self.view(timeout=0.5) is not None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"standin-{self.port}.log"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def view(self, timeout: float = 2.0) -> dict[str, Any]:
+        response = requests.get(f"{self.url}/_standin/capabilities",
+                                verify=False, timeout=timeout)  # noqa: S501
+        response.raise_for_status()
+        return response.json()
+
+    def capabilities(self) -> dict[str, dict[str, Any]]:
+        return {entry["name"]: entry for entry in self.view()["capabilities"]}
+
+    def counts(self) -> dict[str, int]:
+        return self.view()["counts"]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class HealthServer:
+    """A stand-in for the worker's HTTP server: /healthz answers 503 `fail_first` times."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.requests = 0
+        self.first_ok_at: float | None = None
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests += 1
+                ok = self.path == "/healthz" and owner.requests > owner.fail_first
+                if ok and owner.first_ok_at is None:
+                    owner.first_ok_at = time.time()
+                self.send_response(200 if ok else 503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Blackhole:
+    """A TCP port that accepts connections and never answers (a hung orchestrator)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def registrar_env(runtime_dir: Path, worker_port: int, orch_urls: list[str],
+                  **extra: str) -> dict[str, str]:
+    """The environment the gunicorn master hands its registrar."""
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("ORCH_", "CAPABILITY_", "WORKER_", "AGENT_NET_"))}
+    return {
+        **base,
+        "AGENT_NET_RUNTIME_DIR": str(runtime_dir),
+        "WORKER_HOST": "0.0.0.0",
+        "WORKER_PORT": str(worker_port),
+        "ORCH_URL": ",".join(orch_urls),
+        "ORCH_SECRET": ORCH_SECRET,
+        "CAPABILITY_URL": f"http://127.0.0.1:{worker_port}",
+        "REGISTER_INTERVAL_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def read_state(runtime_dir: Path) -> list[dict[str, Any]]:
+    from worker.registration_state import read_registration_state
+
+    return read_registration_state(runtime_dir)
+
+
+def state_of(runtime_dir: Path, url: str) -> dict[str, Any]:
+    for entry in read_state(runtime_dir):
+        if entry["orchestrator"] == url:
+            return entry
+    return {}
+
+
+def leaked(text: str, secrets: Mapping[str, str]) -> list[str]:
+    """The names of the secrets that appear in `text` (expected: none)."""
+    return [name for name, value in secrets.items() if value and value in text]
+
+
+class RegistrarProcess:
+    """`python -m worker.registrar`, as the gunicorn master spawns it, logging to a file."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**env, "AGENT_NET_REGISTRAR_PARENT": str(os.getpid())}
+        self.runtime_dir = Path(env["AGENT_NET_RUNTIME_DIR"])
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RegistrarProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.registrar"], cwd=ROOT, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def state(self, url: str) -> dict[str, Any]:
+        return state_of(self.runtime_dir, url)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM it; (exit code, seconds it took to exit)."""
+        assert self.process is not None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
