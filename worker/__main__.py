@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from worker.config import ConfigError, load_settings
 from worker.logs import setup_logging
 
 RUNTIME_DIR_VARIABLE = "AGENT_NET_RUNTIME_DIR"
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare_runtime_dir() -> tuple[Path, bool]:
@@ -26,6 +28,18 @@ def prepare_runtime_dir() -> tuple[Path, bool]:
     return path, True
 
 
+def prepare_metrics_dir(runtime_dir: Path) -> Path:
+    """An empty prometheus_client multiprocess directory under the runtime dir, in the env.
+
+    Must run before anything imports prometheus_client: it picks its value store once.
+    """
+    path = runtime_dir / "prometheus"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[METRICS_DIR_VARIABLE] = str(path)
+    return path
+
+
 def main() -> int:
     try:
         settings = load_settings(os.environ)
@@ -34,6 +48,7 @@ def main() -> int:
         return 2
     setup_logging(settings.log_level, settings.log_format)
     runtime_dir, owned = prepare_runtime_dir()
+    prepare_metrics_dir(runtime_dir)
     from worker.server import WorkerServer, remove_runtime_dir
 
     logging.getLogger("agent_net.server").info(

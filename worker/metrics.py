@@ -1,0 +1,302 @@
+"""Prometheus metrics: `GET /metrics`, correct under gunicorn's several worker processes.
+
+Two kinds of series, collected differently:
+
+- Request counters and latency histograms are counted in every gunicorn worker process
+  and summed at scrape time: prometheus_client's multiprocess mode, with
+  `PROMETHEUS_MULTIPROC_DIR` set by `python -m worker` before this module is imported.
+  Without that variable (a test building the app in-process) they live in this process.
+- GPU, Ollama, sampler and registration gauges are built at scrape time from the serving
+  process's own sampler views and the registrar's state file. Every worker process samples
+  the same sources, so these are read from one process, never summed across processes.
+
+A reading that is unsupported or unknown (None) is left out, never exported as 0.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from worker.gpu import GpuReport
+from worker.ollama_reader import Catalogue
+from worker.registration_state import read_registration_state
+from worker.sampling import Sampler
+from worker.snapshot import SourceView
+
+METRICS_ROUTE = "/metrics"
+UNMATCHED_ROUTE = "unmatched"  # the route label of every path no rule serves (bounded)
+OTHER_METHOD = "other"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The worker answers in well under a millisecond of work; the upper buckets catch stalls.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+SOURCE_STATUSES = ("ok", "stale", "unavailable", "pending")
+GPU_LABELS = ("gpu", "uuid", "name")
+REGISTRATION_LABELS = ("orchestrator", "capability")
+
+# Used directly only in single-process mode; in multiprocess mode the values go to files.
+_REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter(
+    "agent_net_http_requests",
+    "HTTP requests answered, by route rule, method and status.",
+    ("route", "method", "status"),
+    registry=_REQUEST_REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "agent_net_http_request_duration_seconds",
+    "Time from the request reaching the app to its response, by route rule, method and status.",
+    ("route", "method", "status"),
+    buckets=LATENCY_BUCKETS,
+    registry=_REQUEST_REGISTRY,
+)
+
+
+def multiprocess_mode() -> bool:
+    """True when prometheus_client writes values to PROMETHEUS_MULTIPROC_DIR's files."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def process_exited(pid: int) -> None:
+    """gunicorn `child_exit`: drop a dead worker's live-gauge files (counters are kept)."""
+    if multiprocess_mode() and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        mark_process_dead(pid)
+
+
+# --- Gauges built at scrape time -----------------------------------------------------------
+def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+def _with_samples(*families: Metric) -> Iterator[Metric]:
+    """Only families that have a sample: an empty one would list a name with no series."""
+    return (family for family in families if family.samples)
+
+
+def _label(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def gpu_metrics(view: SourceView[GpuReport]) -> Iterator[Metric]:
+    """Per-GPU readings of the last NVML sample, labelled like NVIDIA's DCGM exporter."""
+    report = view.data
+    if report is None:
+        return
+    up = _gauge("agent_net_gpu_up", "1 when every query of this GPU answered, else 0.", GPU_LABELS)
+    used = _gauge("agent_net_gpu_memory_used_bytes", "GPU memory used (NVML).", GPU_LABELS)
+    total = _gauge("agent_net_gpu_memory_total_bytes", "GPU memory in total (NVML).", GPU_LABELS)
+    temperature = _gauge("agent_net_gpu_temperature_celsius", "GPU core temperature.", GPU_LABELS)
+    power = _gauge("agent_net_gpu_power_watts", "Power drawn by the board.", GPU_LABELS)
+    limit = _gauge("agent_net_gpu_power_limit_watts", "Enforced power limit.", GPU_LABELS)
+    utilization = _gauge(
+        "agent_net_gpu_utilization_ratio",
+        "Share of the last sample period a kernel ran on the GPU (0-1).",
+        GPU_LABELS,
+    )
+    memory_utilization = _gauge(
+        "agent_net_gpu_memory_utilization_ratio",
+        "Share of the last sample period device memory was read or written (0-1).",
+        GPU_LABELS,
+    )
+    for gpu in report.gpus:
+        labels = [str(gpu.index), _label(gpu.uuid), _label(gpu.name)]
+        up.add_metric(labels, 0.0 if gpu.error else 1.0)
+        readings = (
+            (used, gpu.memory_used_bytes),
+            (total, gpu.memory_total_bytes),
+            (temperature, gpu.temperature_c),
+            (power, gpu.power_draw_w),
+            (limit, gpu.power_limit_w),
+            (utilization, _ratio(gpu.utilization_gpu_pct)),
+            (memory_utilization, _ratio(gpu.utilization_memory_pct)),
+        )
+        for family, value in readings:
+            if value is not None:
+                family.add_metric(labels, float(value))
+    yield from _with_samples(
+        up, used, total, temperature, power, limit, utilization, memory_utilization
+    )
+    if report.driver_version is not None:
+        driver = _gauge(
+            "agent_net_gpu_driver_info", "The NVIDIA driver version (always 1).", ["version"]
+        )
+        driver.add_metric([report.driver_version], 1.0)
+        yield driver
+
+
+def _ratio(percent: int | None) -> float | None:
+    return None if percent is None else percent / 100
+
+
+def ollama_metrics(view: SourceView[Catalogue]) -> Iterator[Metric]:
+    """Ollama reachability, and its catalogue when one has been read."""
+    up = _gauge("agent_net_ollama_up", "1 when the last Ollama reading is fresh and ok, else 0.")
+    up.add_metric([], 1.0 if view.status == "ok" else 0.0)
+    yield up
+    catalogue = view.data
+    if catalogue is None:
+        return
+    on_disk = _gauge("agent_net_ollama_models", "Models on disk (/api/tags).")
+    on_disk.add_metric([], float(len(catalogue.models)))
+    loaded = _gauge("agent_net_ollama_models_loaded", "Models loaded now (/api/ps).")
+    loaded.add_metric([], float(sum(1 for model in catalogue.models if model.loaded)))
+    size = _gauge("agent_net_ollama_model_size_bytes", "Size of each model on disk.", ["model"])
+    vram = _gauge(
+        "agent_net_ollama_model_vram_bytes", "GPU memory held by each loaded model.", ["model"]
+    )
+    for model in catalogue.models:
+        if model.size_bytes is not None:
+            size.add_metric([model.name], float(model.size_bytes))
+        if model.loaded and model.vram_bytes is not None:
+            vram.add_metric([model.name], float(model.vram_bytes))
+    yield from _with_samples(on_disk, loaded, size, vram)
+    if catalogue.version is not None:
+        info = _gauge("agent_net_ollama_info", "The Ollama server version (always 1).", ["version"])
+        info.add_metric([catalogue.version], 1.0)
+        yield info
+
+
+def source_metrics(views: Iterable[SourceView[Any]]) -> Iterator[Metric]:
+    """The background sampler's state per source: up, status and age of the reading."""
+    up = _gauge("agent_net_source_up", "1 when the source's reading is fresh and ok.", ["source"])
+    status = _gauge(
+        "agent_net_source_status",
+        "1 for the source's current status (ok, stale, unavailable, pending), else 0.",
+        ["source", "status"],
+    )
+    age = _gauge(
+        "agent_net_source_age_seconds",
+        "Age of the last good reading of each source (absent before the first).",
+        ["source"],
+    )
+    for view in views:
+        up.add_metric([view.name], 1.0 if view.status == "ok" else 0.0)
+        for name in SOURCE_STATUSES:
+            status.add_metric([view.name, name], 1.0 if view.status == name else 0.0)
+        if view.age_seconds is not None:
+            age.add_metric([view.name], view.age_seconds)
+    yield from _with_samples(up, status, age)
+
+
+def registration_metrics(states: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
+    """The registrar's state per orchestrator, from its state file."""
+    registered = _gauge(
+        "agent_net_registration_registered",
+        "1 when the capability is registered with the orchestrator, else 0.",
+        REGISTRATION_LABELS,
+    )
+    last_success = _gauge(
+        "agent_net_registration_last_success_timestamp_seconds",
+        "Unix time of the last successful registration.",
+        REGISTRATION_LABELS,
+    )
+    last_attempt = _gauge(
+        "agent_net_registration_last_attempt_timestamp_seconds",
+        "Unix time of the last registration attempt.",
+        REGISTRATION_LABELS,
+    )
+    failures = _gauge(
+        "agent_net_registration_consecutive_failures",
+        "Registration attempts that failed since the last success.",
+        REGISTRATION_LABELS,
+    )
+    for state in states:
+        labels = [_label(state.get("orchestrator")), _label(state.get("capability"))]
+        registered.add_metric(labels, 1.0 if state.get("registered") is True else 0.0)
+        for family, key in (
+            (last_success, "last_success"),
+            (last_attempt, "last_attempt"),
+            (failures, "consecutive_failures"),
+        ):
+            value = state.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                family.add_metric(labels, float(value))
+    yield from _with_samples(registered, last_success, last_attempt, failures)
+
+
+class ReadingsCollector:
+    """Collects the serving process's sampler views and the registration state per scrape."""
+
+    def __init__(self, sampler: Sampler, runtime_dir: Path) -> None:
+        self._sampler = sampler
+        self._runtime_dir = runtime_dir
+
+    def collect(self) -> Iterator[Metric]:
+        gpu_view, ollama_view = self._sampler.views()
+        yield from gpu_metrics(gpu_view)
+        yield from ollama_metrics(ollama_view)
+        yield from source_metrics((gpu_view, ollama_view))
+        yield from registration_metrics(read_registration_state(self._runtime_dir))
+
+
+def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:
+    """A registry for one scrape: every process's request metrics plus this process's gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    if multiprocess_mode():
+        MultiProcessCollector(registry)
+    else:
+        registry.register(_REQUEST_REGISTRY)
+    registry.register(readings)
+    return registry
+
+
+# --- Flask wiring ----------------------------------------------------------------------------
+def route_label(app: Flask) -> str:
+    """The URL rule that served this request; a path no rule serves becomes `unmatched`."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    # A 405 has no url_rule, but its path is a known (variable-free) rule: keep it.
+    if any(rule.rule == request.path for rule in app.url_map.iter_rules()):
+        return request.path
+    return UNMATCHED_ROUTE
+
+
+def method_label() -> str:
+    method = request.method
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def instrument(app: Flask, sampler: Sampler, runtime_dir: Path) -> None:
+    """Count and time every request the app answers, and serve `GET /metrics`."""
+    readings = ReadingsCollector(sampler, runtime_dir)
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.agent_net_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = g.get("agent_net_started")
+        labels = (route_label(app), method_label(), str(response.status_code))
+        REQUESTS.labels(*labels).inc()
+        if started is not None:
+            REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    @app.get(METRICS_ROUTE)
+    def metrics() -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encoder(scrape_registry(readings)), content_type=content_type)
