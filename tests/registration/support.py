@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,9 +22,16 @@ import urllib3
 
 from tests.helpers.processes import ROOT, free_port, wait_for
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 STANDIN = ROOT / "tests" / "standins" / "orchestrator.py"
 ORCH_SECRET = "orch-secret"
+
+
+def insecure(method: str, url: str, timeout: float = 5.0, **kwargs: Any) -> requests.Response:
+    """A request that trusts the stand-in's self-signed certificate, without the warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        return requests.request(method, url, verify=False, timeout=timeout,  # noqa: S501
+                                **kwargs)
 
 
 def livepeer_header(capability: str, timeout_seconds: int = 5, **extra: Any) -> str:
@@ -37,12 +45,12 @@ def livepeer_header(capability: str, timeout_seconds: int = 5, **extra: Any) -> 
 def submit_job(orchestrator: str, route: str, body: Any, capability: str | None = None,
                timeout: float = 10.0) -> requests.Response:
     """POST /process/request/<route> as a gateway does."""
-    return requests.post(
+    return insecure(
+        "POST",
         f"{orchestrator}/process/request/{route}",
         data=json.dumps(body),
         headers={"Livepeer": livepeer_header(capability or route),
                  "Content-Type": "application/json"},
-        verify=False,  # noqa: S501 - the stand-in's self-signed certificate
         timeout=timeout,
     )
 
@@ -105,8 +113,7 @@ class StandinProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def view(self, timeout: float = 2.0) -> dict[str, Any]:
-        response = requests.get(f"{self.url}/_standin/capabilities",
-                                verify=False, timeout=timeout)  # noqa: S501
+        response = insecure("GET", f"{self.url}/_standin/capabilities", timeout=timeout)
         response.raise_for_status()
         return response.json()
 
