@@ -11,10 +11,8 @@ the reason: negatives, fractional wei, empty, non-numbers, unknown units, values
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from fractions import Fraction
 
-from eth_utils import from_wei
 from eth_utils.currency import units as _ETH_UNITS
 
 MAX_UINT256 = 2**256 - 1
@@ -103,9 +101,9 @@ def _in_range(value: int, what: str, shown: str) -> int:
 def readable_wei(wei: int) -> str:
     """``wei`` in the unit a person reads best: ETH from 0.0001 ETH, gwei from 100000 wei."""
     if wei >= 10**14:
-        return f"{_decimal_text(from_wei(wei, 'ether'))} ETH"
+        return f"{_scaled(wei, UNITS['ether'])} ETH"
     if wei >= 10**5:
-        return f"{_decimal_text(from_wei(wei, 'gwei'))} gwei"
+        return f"{_scaled(wei, UNITS['gwei'])} gwei"
     return f"{wei:,} wei"
 
 
@@ -117,5 +115,9 @@ def format_wei(wei: int) -> str:
     return f"{wei} wei ({readable})"
 
 
-def _decimal_text(value: Decimal) -> str:
-    return format(value.normalize(), ",f")
+def _scaled(wei: int, per_unit: int) -> str:
+    """``wei / per_unit`` written out exactly, with thousands separators."""
+    whole, rest = divmod(wei, per_unit)
+    decimals = len(str(per_unit)) - 1
+    fraction = f"{rest:0{decimals}d}".rstrip("0") if rest else ""
+    return f"{whole:,}" + (f".{fraction}" if fraction else "")
