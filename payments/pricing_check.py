@@ -151,6 +151,10 @@ def check_pricing(
         f"face value = redeemGas x gasPrice x {TX_COST_MULTIPLIER}, or ticketEV x 100 when "
         "that is below ticketEV, capped by the gateway's max float and by maxFaceValue "
         "(go-livepeer recipient.faceValue)",
+        "gateway deposit: "
+        + (format_wei(assume.deposit) if assume.deposit is not None else "unknown (--deposit)")
+        + "; max float: "
+        + (format_wei(assume.max_float) if assume.max_float is not None else "not limiting"),
     ]
 
     limits = GatewayLimits(

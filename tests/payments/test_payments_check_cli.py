@@ -196,3 +196,12 @@ def test_price_feed_currency_cannot_be_compared(capsys, edited) -> None:
     orch = edited(ORCHESTRATOR_CONF, pricePerUnit="0.50USD")
     code, report = run_main(capsys, "--orchestrator", orch)
     assert code == 0 and statuses(report)["pricePerUnit"] == "INFO"
+
+
+def test_console_script_points_at_main() -> None:
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, attr = scripts["agent-net-check-pricing"].partition(":")
+    assert getattr(importlib.import_module(module), attr) is main
