@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.processes import free_port, wait_for
 from tests.registration.support import Blackhole, HealthServer, read_state, state_of
-from tests.standins.orchestrator import StandinOrchestrator
+from tests.standins.orchestrator import StandinOrchestrator, make_self_signed_cert
 from worker.config import load_settings
 from worker.registrar import Keeper, backoff_delay, jittered, run
 from worker.registration import Capability, OrchestratorClient
@@ -119,6 +119,31 @@ def test_tls_verification_follows_the_setting(
         keeper, _ = keeper_for(orch.url, tmp_path / name, verify=verify)
         keeper.attempt()
         assert read_state(tmp_path / name)[0]["registered"] is True, name
+
+
+def test_a_ca_bundle_is_reread_when_the_orchestrator_makes_a_new_certificate(
+    tmp_path: Path,
+) -> None:
+    """go-livepeer writes a new self-signed cert.pem at every start: a mounted copy works."""
+    first = make_self_signed_cert(tmp_path / "first")
+    bundle = tmp_path / "orchestrator-cert.pem"
+    bundle.write_bytes(first[0].read_bytes())
+    orch = StandinOrchestrator(SECRET, tls=first).start()
+    port = orch.port
+    keeper, _ = keeper_for(orch.url, tmp_path, verify=str(bundle))
+    try:
+        keeper.attempt()
+        assert read_state(tmp_path)[0]["registered"] is True
+        orch.stop()
+        second = make_self_signed_cert(tmp_path / "second")
+        orch = StandinOrchestrator(SECRET, port=port, tls=second).start()
+        keeper.attempt()
+        assert "CERTIFICATE_VERIFY_FAILED" in read_state(tmp_path)[0]["last_error"]
+        bundle.write_bytes(second[0].read_bytes())  # the mounted file follows the restart
+        keeper.attempt()
+        assert read_state(tmp_path)[0]["registered"] is True
+    finally:
+        orch.stop()
 
 
 def test_a_hung_orchestrator_delays_neither_another_nor_shutdown(

@@ -143,10 +143,20 @@ def test_unregister_takes_the_name_as_plain_text(standin: Standin) -> None:
     assert orch.store.view()["counts"]["unregister"] == 2
 
 
-def test_a_restarted_orchestrator_has_forgotten_everything(standin: Standin) -> None:
-    orch = standin()
-    register(orch, capability())
-    assert standin().store.view()["capabilities"] == []  # a fresh process: empty memory
+def test_a_restarted_orchestrator_has_forgotten_everything() -> None:
+    orch = StandinOrchestrator(SECRET).start()
+    session = requests.Session()  # a kept-alive connection must not reach the old memory
+    try:
+        session.post(f"{orch.url}/capability/register", json=capability(),
+                     headers={"Authorization": SECRET}, timeout=5)
+        assert session.get(f"{orch.url}/_standin/capabilities", timeout=5).json()[
+            "capabilities"]
+        orch.stop()
+        orch = StandinOrchestrator(SECRET, port=orch.port).start()
+        view = session.get(f"{orch.url}/_standin/capabilities", timeout=5).json()
+        assert view["capabilities"] == []
+    finally:
+        orch.stop()
 
 
 # --- Jobs -------------------------------------------------------------------------------

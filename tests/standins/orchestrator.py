@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import http.client
 import json
 import logging
@@ -472,22 +473,35 @@ class _Server(ThreadingHTTPServer):
         self.secret = secret
         self.ssl_context = ssl_context
         self.store = CapabilityStore()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the connection's own thread, never in accept().
-        if self.ssl_context is None:
+        if self.ssl_context is not None:
+            request.settimeout(10)
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("tls_handshake_failed from=%s error=%s", client_address[0], exc)
+                return
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
             super().finish_request(request, client_address)
-            return
-        request.settimeout(10)
-        try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("tls_handshake_failed from=%s error=%s", client_address[0], exc)
-            return
-        try:
-            super().finish_request(tls, client_address)
         finally:
-            tls.close()
+            with self._connections_lock:
+                self._connections.discard(request)
+            if self.ssl_context is not None:
+                request.close()
+
+    def close_connections(self) -> None:
+        """Cut every open connection, as a process exit would."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class StandinOrchestrator:
@@ -523,8 +537,10 @@ class StandinOrchestrator:
         return self
 
     def stop(self) -> None:
+        """Stop like a process exit: no listener, no open connection, memory gone."""
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -542,6 +558,7 @@ def make_self_signed_cert(directory: Path, names: tuple[str, ...] = ()) -> tuple
     if shutil.which("openssl") is None:
         raise RuntimeError("the openssl command is not installed: pass --tls-cert and --tls-key")
     directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     alt = {"DNS:localhost", "IP:127.0.0.1", "IP:::1", f"DNS:{socket.gethostname()}"}
     for name in names:
         is_ip = all(part.isdigit() for part in name.split(".")) or ":" in name
@@ -602,7 +619,6 @@ def main(argv: list[str] | None = None) -> int:
     pair = (args.tls_cert, args.tls_key) if args.tls_cert else None
     if args.self_signed:
         directory = args.cert_dir or Path(tempfile.mkdtemp(prefix="standin-tls-"))
-        directory.mkdir(parents=True, exist_ok=True)
         try:
             pair = make_self_signed_cert(directory, tuple(args.cert_name))
         except (RuntimeError, subprocess.CalledProcessError) as exc:
