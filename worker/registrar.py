@@ -81,7 +81,11 @@ def stop(timeout: float = 4.0) -> None:
     """SIGTERM the registrar (it unregisters everywhere) and wait `timeout` s, then kill it."""
     global _child
     child, _child = _child, None
-    if child is None or child.poll() is not None:
+    if child is None:
+        return
+    if child.poll() is not None:
+        if child.returncode != 0:
+            log.error("registrar_exited_early pid=%d code=%d", child.pid, child.returncode)
         return
     try:
         child.send_signal(signal.SIGTERM)

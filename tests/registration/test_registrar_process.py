@@ -162,6 +162,20 @@ def test_start_and_stop_from_the_master(
             child.kill()
 
 
+def test_a_registrar_that_died_early_is_reported_on_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings({"ORCH_URL": "http://127.0.0.1:9", "ORCH_SECRET": ORCH_SECRET})
+    monkeypatch.setenv("ORCH_URL", "ftp://not-an-orchestrator")  # the child cannot start
+    registrar.start(settings, tmp_path)
+    child = registrar._child
+    assert child is not None
+    assert child.wait(10) == 2
+    with caplog.at_level(logging.INFO, logger="agent_net.registration"):
+        registrar.stop()
+    assert f"registrar_exited_early pid={child.pid} code=2" in caplog.text
+
+
 def test_no_orchestrator_means_no_registrar(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
