@@ -84,8 +84,9 @@ def stop(timeout: float = 4.0) -> None:
     if child is None:
         return
     if child.poll() is not None:
-        if child.returncode != 0:
-            log.error("registrar_exited_early pid=%d code=%d", child.pid, child.returncode)
+        # It never exits by itself while the master lives. (Under gunicorn the master may
+        # have reaped it already, and then the code reads 0.)
+        log.error("registrar_exited_early pid=%d code=%d", child.pid, child.returncode)
         return
     try:
         child.send_signal(signal.SIGTERM)
