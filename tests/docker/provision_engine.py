@@ -18,6 +18,8 @@ pay for ``docker import`` (a few seconds).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,42 @@ ROOTFS_TAR = CACHE_DIR / "python-3.11-slim-standin-rootfs.tar"
 DEBIAN_MIRROR = os.environ.get("AGENTNET_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SOCKET = "/var/run/docker.sock"
 STANDIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+LEASES = CACHE_DIR / "leases"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Serialise provisioning between concurrent test sessions on this machine."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with (CACHE_DIR / "provision.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _take_lease() -> None:
+    LEASES.mkdir(parents=True, exist_ok=True)
+    (LEASES / str(os.getpid())).touch()
+
+
+def _other_live_leases() -> list[int]:
+    """Pids of other running sessions that use the engine."""
+    pids = []
+    for lease in LEASES.glob("*") if LEASES.is_dir() else []:
+        if not lease.name.isdigit() or int(lease.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(lease.name), 0)
+            pids.append(int(lease.name))
+        except ProcessLookupError:
+            lease.unlink(missing_ok=True)
+        except PermissionError:
+            pids.append(int(lease.name))
+    return pids
 
 
 class EngineUnavailable(RuntimeError):
@@ -145,6 +184,13 @@ def _start_dockerd(docker: str, env: dict[str, str]) -> tuple[int, Path]:
 
 def ensure_engine() -> Engine:
     """Return a usable engine, installing and starting one when possible."""
+    with _locked():
+        engine = _ensure_engine()
+        _take_lease()
+        return engine
+
+
+def _ensure_engine() -> Engine:
     env = _engine_env()
     docker = _docker_cli()
     if docker and _answers(docker, env):
@@ -167,22 +213,33 @@ def ensure_engine() -> Engine:
 
 
 def stop_engine(engine: Engine) -> None:
-    """Stop dockerd if (and only if) :func:`ensure_engine` started it."""
-    if engine.started_pid is None:
-        return
-    _log(f"stopping the dockerd this run started (pid {engine.started_pid})")
+    """Stop dockerd if (and only if) :func:`ensure_engine` started it and no other
+    session on this machine still uses it (then it is left running for them)."""
+    with _locked():
+        (LEASES / str(os.getpid())).unlink(missing_ok=True)
+        if engine.started_pid is None:
+            return
+        others = _other_live_leases()
+        if others:
+            _log(f"leaving dockerd (pid {engine.started_pid}) running for sessions {others}")
+            return
+        _stop_pid(engine.started_pid)
+
+
+def _stop_pid(pid: int) -> None:
+    _log(f"stopping the dockerd this run started (pid {pid})")
     try:
-        os.kill(engine.started_pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            os.kill(engine.started_pid, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return
         try:  # reap it when it is our child
-            if os.waitpid(engine.started_pid, os.WNOHANG)[0]:
+            if os.waitpid(pid, os.WNOHANG)[0]:
                 return
         except ChildProcessError:
             pass
@@ -231,6 +288,11 @@ def _build_rootfs_tar() -> None:
 
 def ensure_base_image(engine: Engine) -> str:
     """Make ``python:3.11-slim`` available; return how ('present', 'pulled', 'stand-in')."""
+    with _locked():
+        return _ensure_base_image(engine)
+
+
+def _ensure_base_image(engine: Engine) -> str:
     if engine.run("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
         return "present"
     try:

@@ -350,6 +350,9 @@ def test_failed_pull_leaves_ollama_unhealthy_with_the_reason(stack: Stack) -> No
         res = failing.compose("up", "-d", "--wait", "--wait-timeout", "20", check=False,
                               timeout=120)
         assert res.returncode != 0, "up --wait must fail when the model cannot be pulled"
+        complaint = (res.stdout + res.stderr).strip().splitlines()[-1]
+        stack.say(f"failed pull: up --wait said: {complaint}")
+        assert "ollama" in complaint
         ollama = failing.container("ollama")
         assert (ollama["State"].get("Health") or {}).get("Status") != "healthy"
         logs = failing.logs("ollama")
