@@ -1,0 +1,159 @@
+"""A closed-loop HTTP/1.1 keep-alive load generator: N connections, each one request at a time.
+
+Connections are spread over several client processes (threads inside each), so the
+client is not held back by one interpreter lock. Every connection sends the same POST
+with a JSON body, over and over, from `start` to `stop` (time.monotonic, shared by every
+process on Linux); latencies are recorded only inside the measured window.
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import multiprocessing
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Plan:
+    host: str
+    port: int
+    path: str
+    body: bytes
+    start_at: float
+    warmup_until: float
+    stop_at: float
+
+
+@dataclass
+class Outcome:
+    """What one client process saw inside the measured window."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    reconnects: int = 0
+
+
+def _connection(plan: Plan) -> http.client.HTTPConnection:
+    connection = http.client.HTTPConnection(plan.host, plan.port, timeout=10)
+    connection.connect()
+    return connection
+
+
+def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = reconnects = 0
+    connection = _connection(plan)
+    time.sleep(max(0.0, plan.start_at - time.monotonic()))
+    while (now := time.monotonic()) < plan.stop_at:
+        try:
+            connection.request("POST", plan.path, plan.body, headers)
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            # A server may close a kept-alive connection: reconnect, count it, go on.
+            connection.close()
+            connection = _connection(plan)
+            if now >= plan.warmup_until:
+                errors += 1
+                reconnects += 1
+            continue
+        done = time.monotonic()
+        if now >= plan.warmup_until and done <= plan.stop_at:
+            latencies.append(done - now)
+            statuses[status] = statuses.get(status, 0) + 1
+        if response.will_close:
+            connection.close()
+            connection = _connection(plan)
+            reconnects += 1
+    connection.close()
+    with lock:
+        outcome.latencies.extend(latencies)
+        for status, count in statuses.items():
+            outcome.statuses[status] = outcome.statuses.get(status, 0) + count
+        outcome.errors += errors
+        outcome.reconnects += reconnects
+
+
+def _client_process(plan: Plan, threads: int, results: multiprocessing.Queue) -> None:
+    outcome, lock = Outcome(), threading.Lock()
+    workers = [threading.Thread(target=_drive, args=(plan, outcome, lock)) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put(outcome)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    requests: int
+    seconds: float
+    p50: float
+    p99: float
+    statuses: dict[int, int]
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    rank = min(len(sorted_values), max(1, math.ceil(fraction * len(sorted_values))))
+    return sorted_values[rank - 1]
+
+
+def run_load(
+    url_host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    connections: int,
+    processes: int,
+    warmup: float,
+    duration: float,
+) -> RunResult:
+    """Drive `connections` keep-alive connections for warmup + duration seconds."""
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = context.Queue()
+    per_process = [
+        connections // processes + (i < connections % processes) for i in range(processes)
+    ]
+    # Spawning takes a moment: start the clock once every process could be up.
+    start = time.monotonic() + 0.6
+    plan = Plan(url_host, port, path, body, start, start + warmup, start + warmup + duration)
+    children = [
+        context.Process(target=_client_process, args=(plan, threads, results), daemon=True)
+        for threads in per_process
+        if threads
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=warmup + duration + 60) for _ in children]
+    for child in children:
+        child.join(10)
+    latencies = sorted(latency for outcome in outcomes for latency in outcome.latencies)
+    statuses: dict[int, int] = {}
+    for outcome in outcomes:
+        for status, count in outcome.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    return RunResult(
+        requests=len(latencies),
+        seconds=duration,
+        p50=statistics.median(latencies) if latencies else float("nan"),
+        p99=percentile(latencies, 0.99),
+        statuses=statuses,
+        errors=sum(outcome.errors for outcome in outcomes),
+    )

@@ -1,0 +1,434 @@
+"""Benchmark: the worker's /gpu-check against an empty-JSON baseline, in one command.
+
+Starts the real worker (`python -m worker`: gunicorn, stand-in NVML through LD_LIBRARY_PATH,
+stand-in Ollama) and the baseline (bench/baseline_app.py: the same gunicorn server class,
+options and hooks, serving `{}`), then drives each with the same keep-alive load generator
+and concurrency, in rounds: baseline, worker with sources ok, worker with Ollama hanging,
+worker with NVML hanging. Prints requests/s, p50 and p99 (median and min-max over rounds),
+their ratios to the baseline of the same round, the RSS of every gunicorn worker process
+at start and after the run, and whether each target holds.
+
+    .venv/bin/python bench/run.py [--rounds 8] [--duration 2.5] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import RunResult, run_load  # noqa: E402
+
+from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
+from tests.standins.ollama_api import OllamaStandIn  # noqa: E402
+
+BODY = json.dumps({"agent_id": "bench-agent"}).encode()
+JOB_PATH = "/gpu-check"
+TARGETS = ("baseline", "ok", "ollama_hang", "nvml_hang")
+LABELS = {
+    "baseline": "baseline: empty JSON",
+    "ok": "/gpu-check, sources ok",
+    "ollama_hang": "/gpu-check, Ollama hanging",
+    "nvml_hang": "/gpu-check, NVML hanging",
+}
+THROUGHPUT_TARGET = 0.80  # at least this share of the baseline's requests/s
+P99_TARGET = 2.0  # at most this multiple of the baseline's p99
+RSS_GROWTH_LIMIT_KIB = 1024  # per process, from after the first round to the end
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str, body: bytes | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310 - a loopback http URL built here
+        url, data=body, headers={"Content-Type": "application/json"} if body else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"bench: timed out after {timeout:g} s waiting for {what}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+@dataclass
+class Server:
+    """One gunicorn server (worker or baseline) in a subprocess, its log in a file."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    rss: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until(lambda: get_json(f"{self.url}/readyz")[0] == 200, 30, f"{self.name} ready")
+        wait_until(lambda: len(self.worker_pids()) == int(self.env["WORKER_WORKERS"]), 10, "pids")
+        return self
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's worker processes: children of the master with the master's command."""
+        assert self.process is not None
+        master = self.process.pid
+        command = Path(f"/proc/{master}/cmdline").read_bytes()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                if parent == master and (entry / "cmdline").read_bytes() == command:
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return sorted(pids)
+
+    def record_rss(self, moment: str) -> None:
+        self.rss[moment] = {pid: rss_kib(pid) for pid in self.worker_pids()}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def degraded_by(url: str, source: str) -> bool:
+    status, body = get_json(f"{url}{JOB_PATH}", BODY)
+    return status == 200 and any(r.startswith(f"{source}:") for r in body.get("reasons", []))
+
+
+def all_fine(url: str) -> bool:
+    status, body = get_json(f"{url}{JOB_PATH}", BODY)
+    return status == 200 and body["status"] == "success"
+
+
+def settle(check: Callable[[], bool], what: str) -> None:
+    """Wait until `check` holds 12 times in a row (new connections: both processes)."""
+    wait_until(lambda: all(check() for _ in range(12)), 30, what)
+
+
+@dataclass
+class Scenario:
+    enter: Callable[[], None]
+    leave: Callable[[], None]
+
+
+def summarise(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def cell(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
+    median, low, high = summarise([v * scale for v in values])
+    return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=2.5, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds per run")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="agent-net-bench-"))
+    nvml = FakeNvml.create(build_fake_nvml(work / "nvml-lib"), work / "nvml")
+    ollama = OllamaStandIn().start()
+    base_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ORCH_", "CAPABILITY_", "WORKER_", "FAKE_NVML_"))
+        and key not in ("AGENT_NET_RUNTIME_DIR", "PROMETHEUS_MULTIPROC_DIR", "OLLAMA_HOST")
+    }
+    base_env |= {
+        "WORKER_HOST": "127.0.0.1",
+        "WORKER_WORKERS": "2",
+        "WORKER_THREADS": "8",
+        "OLLAMA_HOST": ollama.url,
+        "PYTHONUNBUFFERED": "1",
+        **{k: v for k, v in nvml.env({}).items()},
+    }
+    python = sys.executable
+    servers = {
+        "baseline": Server(
+            "baseline",
+            [python, str(ROOT / "bench" / "baseline_app.py")],
+            {**base_env, "WORKER_PORT": str(port := free_port())},
+            work / "baseline.log",
+            port,
+        ),
+        "worker": Server(
+            "worker",
+            [python, "-m", "worker"],
+            {**base_env, "WORKER_PORT": str(port := free_port())},
+            work / "worker.log",
+            port,
+        ),
+    }
+    worker = servers["worker"]
+    scenarios = {
+        "ok": Scenario(lambda: None, lambda: None),
+        "ollama_hang": Scenario(
+            lambda: (
+                ollama.set_mode("hang"),
+                settle(lambda: degraded_by(worker.url, "ollama"), "Ollama seen hanging"),
+            ),
+            lambda: (
+                ollama.set_mode("ok"),
+                settle(lambda: all_fine(worker.url), "recovery from Ollama"),
+            ),
+        ),
+        "nvml_hang": Scenario(
+            lambda: (
+                nvml.set_scenario("hang"),
+                settle(lambda: degraded_by(worker.url, "nvml"), "NVML seen hanging"),
+            ),
+            lambda: (
+                nvml.set_scenario("two_gpus"),
+                settle(lambda: all_fine(worker.url), "recovery from NVML"),
+            ),
+        ),
+    }
+    results: dict[str, list[RunResult]] = {target: [] for target in TARGETS}
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    try:
+        for server in servers.values():
+            server.start()
+        settle(lambda: all_fine(worker.url), "the worker to read both sources")
+        for server in servers.values():
+            server.record_rss("start")
+        for round_number in range(1, args.rounds + 1):
+            # A different order each round, so no target always runs first or last.
+            shift = (round_number - 1) % len(TARGETS)
+            for target in TARGETS[shift:] + TARGETS[:shift]:
+                server = servers["baseline" if target == "baseline" else "worker"]
+                scenario = scenarios.get(target)
+                if scenario:
+                    scenario.enter()
+                result = run_load(
+                    "127.0.0.1",
+                    server.port,
+                    JOB_PATH,
+                    BODY,
+                    connections=args.connections,
+                    processes=args.client_processes,
+                    warmup=args.warmup,
+                    duration=args.duration,
+                )
+                if scenario:
+                    scenario.leave()
+                results[target].append(result)
+                print(
+                    f"round {round_number} {target:<12} {result.rps:7.0f} req/s"
+                    f"  p50 {result.p50 * 1e3:6.2f} ms  p99 {result.p99 * 1e3:6.2f} ms"
+                    f"  statuses {result.statuses} errors {result.errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if round_number == 1:
+                for server in servers.values():
+                    server.record_rss("after round 1")
+        for server in servers.values():
+            server.record_rss("end")
+    finally:
+        for server in servers.values():
+            server.stop()
+        ollama.stop()
+    elapsed = time.monotonic() - started
+    print_report(args, results, servers, elapsed, (load_before, os.getloadavg()))
+    if args.keep:
+        print(f"\nlogs: {work}")
+    return 0
+
+
+def print_report(
+    args: argparse.Namespace,
+    results: dict[str, list[RunResult]],
+    servers: dict[str, Server],
+    elapsed: float,
+    load_average: tuple[tuple[float, ...], tuple[float, ...]],
+) -> None:
+    baseline = results["baseline"]
+    print()
+    print(
+        f"machine: {os.cpu_count()} CPUs, {_memory_gib():.0f} GiB, {platform.platform()},"
+        f" Python {platform.python_version()}; load average (1 min) {load_average[0][0]:.1f}"
+        f" before, {load_average[1][0]:.1f} after"
+    )
+    print(
+        f"load: {args.connections} keep-alive connections ({args.client_processes} client"
+        f" processes), {args.rounds} rounds x {args.duration:g} s measured"
+        f" (+{args.warmup:g} s warm-up); gunicorn gthread 2 processes x 8 threads;"
+        f" {elapsed:.0f} s in all"
+    )
+    print("figures: median over rounds (min-max); ratios are to the baseline of the same round")
+    print()
+    header = (
+        f"{'target':<28} {'req/s':>18} {'p50 ms':>18} {'p99 ms':>18}"
+        f" {'req/s ratio':>18} {'p99 ratio':>18}"
+    )
+    print(header)
+    print("-" * len(header))
+    for target in TARGETS:
+        runs = results[target]
+        rps = [r.rps for r in runs]
+        p50 = [r.p50 for r in runs]
+        p99 = [r.p99 for r in runs]
+        rps_ratio = [r.rps / b.rps for r, b in zip(runs, baseline, strict=True)]
+        p99_ratio = [r.p99 / b.p99 for r, b in zip(runs, baseline, strict=True)]
+        print(
+            f"{LABELS[target]:<28} {cell(rps):>18} {cell(p50, 1e3, 2):>18}"
+            f" {cell(p99, 1e3, 2):>18} {cell(rps_ratio, 1, 2):>18} {cell(p99_ratio, 1, 2):>18}"
+        )
+    statuses: dict[int, int] = {}
+    errors = 0
+    for runs in results.values():
+        for run in runs:
+            errors += run.errors
+            for status, count in run.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+    print(f"\nstatuses over every run: {statuses}; connection errors: {errors}")
+
+    print("\nRSS per gunicorn worker process (KiB)")
+    print(
+        f"{'server':<10} {'pid':>8} {'start':>10} {'after round 1':>14} {'end':>10}"
+        f" {'growth since round 1':>21}"
+    )
+    growths = []
+    for name, server in servers.items():
+        for pid in sorted(server.rss["start"]):
+            row = [server.rss[moment].get(pid) for moment in ("start", "after round 1", "end")]
+            growth = None if None in row[1:] else row[2] - row[1]
+            if name == "worker" and growth is not None:
+                growths.append(growth)
+            shown = ["gone" if v is None else str(v) for v in row]
+            print(
+                f"{name:<10} {pid:>8} {shown[0]:>10} {shown[1]:>14} {shown[2]:>10}"
+                f" {'' if growth is None else f'{growth:+d}':>21}"
+            )
+
+    print("\ntargets")
+    ok = results["ok"]
+    rps_ratio = statistics.median(r.rps / b.rps for r, b in zip(ok, baseline, strict=True))
+    p99_ratio = statistics.median(r.p99 / b.p99 for r, b in zip(ok, baseline, strict=True))
+    _verdict(
+        f"throughput >= {THROUGHPUT_TARGET:.0%} of baseline",
+        rps_ratio >= THROUGHPUT_TARGET,
+        f"{rps_ratio:.0%}",
+    )
+    _verdict(f"p99 <= {P99_TARGET:g}x baseline", p99_ratio <= P99_TARGET, f"{p99_ratio:.2f}x")
+    ok_rps, ok_p99 = _ratios(ok, baseline)
+    noise = {"rps": _noise(ok_rps), "p99": _noise(ok_p99)}
+    for target in ("ollama_hang", "nvml_hang"):
+        rps, p99 = _ratios(results[target], baseline)
+        rps_change = statistics.median(rps) - statistics.median(ok_rps)
+        p99_change = statistics.median(p99) - statistics.median(ok_p99)
+        within = abs(rps_change) <= noise["rps"] and abs(p99_change) <= noise["p99"]
+        _verdict(
+            f"{LABELS[target]} unchanged",
+            within,
+            f"req/s ratio {rps_change:+.2f}, p99 ratio {p99_change:+.2f} vs sources ok"
+            f" (noise: +-{noise['rps']:.2f}, +-{noise['p99']:.2f})",
+        )
+    worst = max(growths) if growths else 0
+    _verdict(
+        f"no RSS growth (<= {RSS_GROWTH_LIMIT_KIB} KiB per process after round 1)",
+        worst <= RSS_GROWTH_LIMIT_KIB and all(g is not None for g in growths),
+        f"largest {worst:+d} KiB",
+    )
+    gone = [pid for s in servers.values() for pid in s.rss["start"] if pid not in s.rss["end"]]
+    _verdict("no worker process replaced during the run", not gone, f"replaced: {gone or 'none'}")
+    bad = {s: n for s, n in statuses_of(results).items() if s != 200}
+    _verdict(
+        "every answer 200, no connection error",
+        not bad and errors == 0,
+        f"others: {bad or 'none'}, errors: {errors}",
+    )
+
+
+def statuses_of(results: dict[str, list[RunResult]]) -> dict[int, int]:
+    statuses: dict[int, int] = {}
+    for runs in results.values():
+        for run in runs:
+            for status, count in run.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+    return statuses
+
+
+def _ratios(runs: list[RunResult], baseline: list[RunResult]) -> tuple[list[float], list[float]]:
+    """Each run's req/s and p99 over the baseline's of the same round."""
+    pairs = list(zip(runs, baseline, strict=True))
+    return [r.rps / b.rps for r, b in pairs], [r.p99 / b.p99 for r, b in pairs]
+
+
+def _noise(values: list[float]) -> float:
+    """Round-to-round spread: half the min-max range of the sources-ok ratios, at least 0.05."""
+    return max(0.05, (max(values) - min(values)) / 2)
+
+
+def _verdict(what: str, holds: bool, detail: str) -> None:
+    print(f"  [{'PASS' if holds else 'MISS'}] {what}: {detail}")
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
