@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from provision_engine import (
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> Iterator[Engine]:
+def docker_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """A Docker engine with `python:3.11-slim`; fails (never skips) when none can be had."""
+    started = time.monotonic()
     try:
         engine = ensure_engine()
     except EngineUnavailable as exc:
@@ -31,6 +33,15 @@ def docker_engine() -> Iterator[Engine]:
     except EngineUnavailable as exc:
         stop_engine(engine)
         pytest.fail(str(exc), pytrace=False)
-    print(f"docker engine {engine.env['DOCKER_HOST']}: python:3.11-slim {how}", file=sys.stderr)
+    line = (f"[docker engine] {engine.env['DOCKER_HOST']} "
+            f"({'started by this run' if engine.started_pid else 'already running'}), "
+            f"python:3.11-slim {how}, ready in {time.monotonic() - started:.1f}s")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    else:
+        print(line, file=sys.stderr)
     yield engine
     stop_engine(engine)
