@@ -52,15 +52,19 @@ def main() -> int:
     from worker.server import WorkerServer, remove_runtime_dir
 
     logging.getLogger("agent_net.server").info(
-        "worker_starting ollama_host=%s model=%s orchestrators=%d",
+        "worker_starting ollama_host=%s model=%s orchestrators=%d runtime_dir=%s",
         settings.ollama_host,
         settings.ollama_model,
         len(settings.orch_urls),
+        runtime_dir,
     )
+    master_pid = os.getpid()
     try:
         WorkerServer(settings, runtime_dir).run()
     finally:
-        if owned:
+        # gunicorn ends each forked worker with sys.exit, which unwinds through here too:
+        # only the master, which created the directory, may remove it.
+        if owned and os.getpid() == master_pid:
             remove_runtime_dir(runtime_dir)
     return 0
 

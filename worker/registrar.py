@@ -59,7 +59,7 @@ def start(settings: Settings, runtime_dir: Path) -> None:
     """Spawn the registrar process, or log once that registration is off; returns at once."""
     global _child
     if not settings.orchestrators:
-        log.info("registration disabled: ORCH_URL is not set; the worker runs unregistered")
+        log.info('registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"')
         return
     if _child is not None and _child.poll() is None:
         return
@@ -155,8 +155,7 @@ class Keeper:
             try:
                 delay = self.attempt()
             except Exception as exc:  # a bug must not end the keeper: report and retry
-                log.error("registration_keeper_error %s error=%s", self._fields,
-                          type(exc).__name__)
+                log.error("registration_keeper_error %s error=%s", self._fields, type(exc).__name__)
                 delay = self.cap
             if self.stopping.wait(delay):
                 return
@@ -290,7 +289,7 @@ def run(
     targets = settings.orchestrators
     secret = settings.orchestrator_secret
     if not targets or secret is None:
-        log.info("registration disabled: ORCH_URL is not set; the worker runs unregistered")
+        log.info('registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"')
         return 0
     state = StateFile(
         runtime_dir,

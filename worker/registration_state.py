@@ -90,5 +90,8 @@ class StateFile:
         try:
             write_registration_state(self.runtime_dir, self.states)
         except OSError as exc:
-            log.warning("registration_state_write_failed path=%s error=%s",
-                        self.runtime_dir / STATE_FILE, type(exc).__name__)
+            log.warning(
+                "registration_state_write_failed path=%s error=%s",
+                self.runtime_dir / STATE_FILE,
+                type(exc).__name__,
+            )

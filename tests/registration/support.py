@@ -30,27 +30,42 @@ def insecure(method: str, url: str, timeout: float = 5.0, **kwargs: Any) -> requ
     """A request that trusts the stand-in's self-signed certificate, without the warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-        return requests.request(method, url, verify=False, timeout=timeout,  # noqa: S501
-                                **kwargs)
+        return requests.request(
+            method,
+            url,
+            verify=False,
+            timeout=timeout,
+            **kwargs,
+        )
 
 
 def livepeer_header(capability: str, timeout_seconds: int = 5, **extra: Any) -> str:
     """The gateway's `Livepeer` job header (off-chain: any hex signature verifies)."""
-    job = {"id": "job-1", "request": "{}", "parameters": "{}", "capability": capability,
-           "sender": "0x0000000000000000000000000000000000000001", "sig": "00",
-           "timeout_seconds": timeout_seconds, **extra}
+    job = {
+        "id": "job-1",
+        "request": "{}",
+        "parameters": "{}",
+        "capability": capability,
+        "sender": "0x0000000000000000000000000000000000000001",
+        "sig": "00",
+        "timeout_seconds": timeout_seconds,
+        **extra,
+    }
     return base64.b64encode(json.dumps(job).encode()).decode()
 
 
-def submit_job(orchestrator: str, route: str, body: Any, capability: str | None = None,
-               timeout: float = 10.0) -> requests.Response:
+def submit_job(
+    orchestrator: str, route: str, body: Any, capability: str | None = None, timeout: float = 10.0
+) -> requests.Response:
     """POST /process/request/<route> as a gateway does."""
     return insecure(
         "POST",
         f"{orchestrator}/process/request/{route}",
         data=json.dumps(body),
-        headers={"Livepeer": livepeer_header(capability or route),
-                 "Content-Type": "application/json"},
+        headers={
+            "Livepeer": livepeer_header(capability or route),
+            "Content-Type": "application/json",
+        },
         timeout=timeout,
     )
 
@@ -67,8 +82,9 @@ def pid_alive(pid: int) -> bool:
 class StandinProcess:
     """tests/standins/orchestrator.py as a subprocess on a fixed port (restartable)."""
 
-    def __init__(self, log_dir: Path, secret: str = ORCH_SECRET, tls: bool = False,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, secret: str = ORCH_SECRET, tls: bool = False, port: int | None = None
+    ) -> None:
         self.port = port or free_port()
         self.secret = secret
         self.tls = tls
@@ -87,14 +103,24 @@ class StandinProcess:
 
     def start(self) -> StandinProcess:
         self.starts += 1
-        command = [sys.executable, str(STANDIN), "--host", "127.0.0.1", "--port", str(self.port),
-                   "--secret-env", "STANDIN_SECRET"]
+        command = [
+            sys.executable,
+            str(STANDIN),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--secret-env",
+            "STANDIN_SECRET",
+        ]
         if self.tls:
             command += ["--self-signed", "--cert-dir", str(self.cert_dir)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env={**os.environ, "STANDIN_SECRET": self.secret},
-                stdout=log, stderr=subprocess.STDOUT,
+                command,
+                env={**os.environ, "STANDIN_SECRET": self.secret},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         wait_for(self._answers, 10, what=f"stand-in on {self.url}")
         return self
@@ -183,11 +209,15 @@ class Blackhole:
         self._sock.close()
 
 
-def registrar_env(runtime_dir: Path, worker_port: int, orch_urls: list[str],
-                  **extra: str) -> dict[str, str]:
+def registrar_env(
+    runtime_dir: Path, worker_port: int, orch_urls: list[str], **extra: str
+) -> dict[str, str]:
     """The environment the gunicorn master hands its registrar."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("ORCH_", "CAPABILITY_", "WORKER_", "AGENT_NET_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ORCH_", "CAPABILITY_", "WORKER_", "AGENT_NET_"))
+    }
     return {
         **base,
         "AGENT_NET_RUNTIME_DIR": str(runtime_dir),
@@ -232,8 +262,11 @@ class RegistrarProcess:
     def start(self) -> RegistrarProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.registrar"], cwd=ROOT, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "worker.registrar"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 

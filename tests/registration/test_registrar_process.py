@@ -44,13 +44,16 @@ def test_registers_over_https_only_once_the_worker_answers(
 ) -> None:
     orch = standin_process(tls=True)
     health = health_server(fail_first=3)
-    reg = registrar_process(health.port, [orch.url], WORKER_TOKEN=TOKEN,
-                            CAPABILITY_CAPACITY="7")
+    reg = registrar_process(health.port, [orch.url], WORKER_TOKEN=TOKEN, CAPABILITY_CAPACITY="7")
     entry = wait_for(lambda: registered(orch), 10, what="registration")
     assert health.first_ok_at is not None and health.requests >= 4
     assert entry["registered_at"] >= health.first_ok_at
     assert (entry["url"], entry["capacity"], entry["currency"], entry["has_token"]) == (
-        f"http://127.0.0.1:{health.port}", 7, "wei", True)
+        f"http://127.0.0.1:{health.port}",
+        7,
+        "wei",
+        True,
+    )
     state = wait_for(lambda: reg.state(orch.url).get("registered"), 5) and reg.state(orch.url)
     assert state["capability"] == "agent-net" and state["last_error"] is None
     logs = reg.logs()
@@ -65,8 +68,11 @@ def test_an_orchestrator_down_at_start_is_registered_once_it_is_up(
 ) -> None:
     orch = standin_process(start=False)
     reg = registrar_process(health_server().port, [orch.url])
-    wait_for(lambda: reg.state(orch.url).get("consecutive_failures", 0) >= 2, 10,
-             what="failed attempts while the orchestrator is down")
+    wait_for(
+        lambda: reg.state(orch.url).get("consecutive_failures", 0) >= 2,
+        10,
+        what="failed attempts while the orchestrator is down",
+    )
     assert reg.state(orch.url)["last_error"].startswith("ConnectionError")
     orch.start()
     up = time.monotonic()
@@ -107,12 +113,17 @@ def test_a_wrong_secret_is_reported_and_retried_slowly(
 
 
 def test_two_orchestrators_one_hung_are_served_independently(
-    standin_process: StartStandin, registrar_process: StartRegistrar,
-    health_server: MakeHealth, blackhole: Blackhole,
+    standin_process: StartStandin,
+    registrar_process: StartRegistrar,
+    health_server: MakeHealth,
+    blackhole: Blackhole,
 ) -> None:
     tokyo = standin_process()
-    reg = registrar_process(health_server().port, [blackhole.url, tokyo.url],
-                            CAPABILITY_NAME="agent-net-nyc,agent-net-tokyo")
+    reg = registrar_process(
+        health_server().port,
+        [blackhole.url, tokyo.url],
+        CAPABILITY_NAME="agent-net-nyc,agent-net-tokyo",
+    )
     wait_for(lambda: registered(tokyo, "agent-net-tokyo"), 10, what="tokyo registration")
     first = reg.state(blackhole.url)
     assert first["capability"] == "agent-net-nyc" and first["registered"] is False
@@ -138,7 +149,9 @@ def test_sigterm_unregisters_from_every_orchestrator(
 
 
 def test_start_and_stop_from_the_master(
-    standin_process: StartStandin, health_server: MakeHealth, tmp_path: Path,
+    standin_process: StartStandin,
+    health_server: MakeHealth,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     orch = standin_process()
@@ -184,7 +197,8 @@ def test_no_orchestrator_means_no_registrar(
         registrar.stop()
     assert registrar._child is None
     assert [r.getMessage() for r in caplog.records] == [
-        "registration disabled: ORCH_URL is not set; the worker runs unregistered"]
+        'registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"'
+    ]
 
 
 def test_the_registrar_unregisters_and_exits_when_its_parent_dies(
@@ -201,8 +215,13 @@ def test_the_registrar_unregisters_and_exits_when_its_parent_dies(
         "print(registrar._child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     child_pid = -1
     try:
         assert parent.stdout is not None
@@ -224,11 +243,22 @@ def test_state_lists_every_orchestrator_in_order_without_secrets(
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     orch = standin_process()
-    reg = registrar_process(health_server().port, [orch.url, down], WORKER_TOKEN=TOKEN,
-                            CAPABILITY_NAME="agent-net-a,agent-net-b")
-    wait_for(lambda: reg.state(orch.url).get("registered")
-             and reg.state(down).get("consecutive_failures"), 10, what="both attempted")
+    reg = registrar_process(
+        health_server().port,
+        [orch.url, down],
+        WORKER_TOKEN=TOKEN,
+        CAPABILITY_NAME="agent-net-a,agent-net-b",
+    )
+    wait_for(
+        lambda: (
+            reg.state(orch.url).get("registered") and reg.state(down).get("consecutive_failures")
+        ),
+        10,
+        what="both attempted",
+    )
     entries = read_state(reg.runtime_dir)
     assert [(e["orchestrator"], e["capability"]) for e in entries] == [
-        (orch.url, "agent-net-a"), (down, "agent-net-b")]
+        (orch.url, "agent-net-a"),
+        (down, "agent-net-b"),
+    ]
     assert leaked(json.dumps(entries), {"secret": ORCH_SECRET, "token": TOKEN}) == []

@@ -24,8 +24,14 @@ ORCH = "https://orch.example:8935"
 SECRET = "orch-secret-value"
 TOKEN = "worker-token-value"
 CAPABILITY = Capability(
-    name="agent-net", description="GPU health", url="http://worker:9876", capacity=10,
-    price_per_unit=1_000_000_000_000, price_scaling=1, currency="wei", token=TOKEN,
+    name="agent-net",
+    description="GPU health",
+    url="http://worker:9876",
+    capacity=10,
+    price_per_unit=1_000_000_000_000,
+    price_scaling=1,
+    currency="wei",
+    token=TOKEN,
 )
 
 
@@ -43,8 +49,16 @@ def test_register_sends_go_livepeer_wire_format() -> None:
     assert request.headers["Content-Type"] == "application/json"
     raw = request.body.decode() if isinstance(request.body, bytes) else request.body
     document = json.loads(raw)
-    assert list(document) == ["name", "description", "url", "capacity", "price_per_unit",
-                              "price_scaling", "currency", "token"]
+    assert list(document) == [
+        "name",
+        "description",
+        "url",
+        "capacity",
+        "price_per_unit",
+        "price_scaling",
+        "currency",
+        "token",
+    ]
     for field in ("capacity", "price_per_unit", "price_scaling"):
         assert type(document[field]) is int, field
     assert '"capacity": 10' in raw and '"price_per_unit": 1000000000000' in raw
@@ -83,8 +97,10 @@ def test_wrong_secret_is_an_auth_rejection() -> None:
 
 @responses.activate
 def test_a_refused_capability_is_permanent_but_not_an_auth_problem() -> None:
-    body = ("Error registering capability: json: cannot unmarshal string into Go struct"
-            " field ExternalCapability.capacity of type int")
+    body = (
+        "Error registering capability: json: cannot unmarshal string into Go struct"
+        " field ExternalCapability.capacity of type int"
+    )
     responses.post(f"{ORCH}/capability/register", body=body, status=400)
     with pytest.raises(Rejected) as caught:
         client().register(CAPABILITY)
@@ -105,8 +121,11 @@ def test_other_statuses_are_transient(status: int) -> None:
 
 @responses.activate
 def test_redirects_are_not_followed_so_the_secret_stays_home() -> None:
-    responses.post(f"{ORCH}/capability/register", status=307,
-                   headers={"Location": "https://elsewhere.example/capability/register"})
+    responses.post(
+        f"{ORCH}/capability/register",
+        status=307,
+        headers={"Location": "https://elsewhere.example/capability/register"},
+    )
     responses.post("https://elsewhere.example/capability/register", body="ok")
     with pytest.raises(Rejected) as caught:
         client().register(CAPABILITY)
@@ -116,8 +135,11 @@ def test_redirects_are_not_followed_so_the_secret_stays_home() -> None:
 
 @responses.activate
 def test_echoed_secrets_never_reach_the_error_text() -> None:
-    responses.post(f"{ORCH}/capability/register", status=500,
-                   body=f"bad request from {SECRET} with token {TOKEN}")
+    responses.post(
+        f"{ORCH}/capability/register",
+        status=500,
+        body=f"bad request from {SECRET} with token {TOKEN}",
+    )
     with pytest.raises(Rejected) as caught:
         client().register(CAPABILITY)
     text = str(caught.value)
@@ -143,15 +165,21 @@ def test_a_connection_error_is_unreachable_with_a_short_reason() -> None:
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (requests.exceptions.SSLError(
-            "HTTPSConnectionPool(host='o', port=8935): Max retries exceeded (Caused by"
-            " SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]"
-            " certificate verify failed: self-signed certificate (_ssl.c:1006)')))"),
-         "SSLError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed:"
-         " self-signed certificate"),
-        (requests.exceptions.ReadTimeout(
-            "HTTPSConnectionPool(host='o', port=8935): Read timed out. (read timeout=5.0)"),
-         "ReadTimeout: Read timed out."),
+        (
+            requests.exceptions.SSLError(
+                "HTTPSConnectionPool(host='o', port=8935): Max retries exceeded (Caused by"
+                " SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]"
+                " certificate verify failed: self-signed certificate (_ssl.c:1006)')))"
+            ),
+            "SSLError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed:"
+            " self-signed certificate",
+        ),
+        (
+            requests.exceptions.ReadTimeout(
+                "HTTPSConnectionPool(host='o', port=8935): Read timed out. (read timeout=5.0)"
+            ),
+            "ReadTimeout: Read timed out.",
+        ),
         (requests.exceptions.ConnectTimeout("something opaque"), "ConnectTimeout"),
     ],
 )
@@ -165,22 +193,29 @@ def test_capability_repr_hides_the_token() -> None:
 
 
 def test_capability_follows_settings_per_orchestrator() -> None:
-    settings = load_settings({
-        "ORCH_URL": "https://nyc:8935,https://tokyo:8935",
-        "ORCH_SECRET": SECRET,
-        "CAPABILITY_NAME": "agent-net-nyc,agent-net-tokyo",
-        "CAPABILITY_URL": "http://worker:9876",
-        "CAPABILITY_CAPACITY": "3",
-        "CAPABILITY_PRICE_PER_UNIT": "7",
-        "CAPABILITY_PRICE_SCALING": "1000",
-        "CAPABILITY_CURRENCY": "eth",
-        "CAPABILITY_DESCRIPTION": "desc",
-        "WORKER_TOKEN": TOKEN,
-    })
+    settings = load_settings(
+        {
+            "ORCH_URL": "https://nyc:8935,https://tokyo:8935",
+            "ORCH_SECRET": SECRET,
+            "CAPABILITY_NAME": "agent-net-nyc,agent-net-tokyo",
+            "CAPABILITY_URL": "http://worker:9876",
+            "CAPABILITY_CAPACITY": "3",
+            "CAPABILITY_PRICE_PER_UNIT": "7",
+            "CAPABILITY_PRICE_SCALING": "1000",
+            "CAPABILITY_CURRENCY": "eth",
+            "CAPABILITY_DESCRIPTION": "desc",
+            "WORKER_TOKEN": TOKEN,
+        }
+    )
     nyc, tokyo = (capability_for(settings, target) for target in settings.orchestrators)
     assert nyc.payload() == {
-        "name": "agent-net-nyc", "description": "desc", "url": "http://worker:9876",
-        "capacity": 3, "price_per_unit": 7, "price_scaling": 1000, "currency": "eth",
+        "name": "agent-net-nyc",
+        "description": "desc",
+        "url": "http://worker:9876",
+        "capacity": 3,
+        "price_per_unit": 7,
+        "price_scaling": 1000,
+        "currency": "eth",
         "token": TOKEN,
     }
     assert tokyo.name == "agent-net-tokyo"

@@ -22,13 +22,25 @@ SECRET = "orch-secret"
 Standin = Callable[..., StandinOrchestrator]
 
 
-def keeper_for(url: str, tmp_path: Path, *, secret: str = SECRET, interval: float = 1.0,
-               verify: bool | str = False) -> tuple[Keeper, threading.Event]:
+def keeper_for(
+    url: str,
+    tmp_path: Path,
+    *,
+    secret: str = SECRET,
+    interval: float = 1.0,
+    verify: bool | str = False,
+) -> tuple[Keeper, threading.Event]:
     stopping = threading.Event()
     state = StateFile(tmp_path, [OrchestratorState(url, "agent-net")])
     capability = Capability("agent-net", "d", "http://127.0.0.1:9876", 4, 0, 1, "wei", "tok")
-    keeper = Keeper(0, OrchestratorClient(url, secret, verify=verify), capability, state,
-                    stopping, interval=interval)
+    keeper = Keeper(
+        0,
+        OrchestratorClient(url, secret, verify=verify),
+        capability,
+        state,
+        stopping,
+        interval=interval,
+    )
     return keeper, stopping
 
 
@@ -65,8 +77,12 @@ def test_success_is_recorded_and_the_next_refresh_is_within_the_interval(
 def test_an_unreachable_orchestrator_backs_off_and_is_reported(tmp_path: Path) -> None:
     keeper, _ = keeper_for(f"http://127.0.0.1:{free_port()}", tmp_path, interval=30)
     delays = [keeper.attempt() for _ in range(4)]
-    assert [0.5 <= delays[0] <= 1, 1 <= delays[1] <= 2, 2 <= delays[2] <= 4,
-            4 <= delays[3] <= 8] == [True] * 4
+    assert [
+        0.5 <= delays[0] <= 1,
+        1 <= delays[1] <= 2,
+        2 <= delays[2] <= 4,
+        4 <= delays[3] <= 8,
+    ] == [True] * 4
     [state] = read_state(tmp_path)
     assert state["registered"] is False and state["consecutive_failures"] == 4
     assert state["last_error"].startswith("ConnectionError: [Errno 111]")
@@ -151,11 +167,16 @@ def test_a_hung_orchestrator_delays_neither_another_nor_shutdown(
 ) -> None:
     live, hung = standin(), Blackhole()
     health = HealthServer()
-    settings = load_settings({
-        "WORKER_PORT": str(health.port), "ORCH_URL": f"{hung.url},{live.url}",
-        "ORCH_SECRET": SECRET, "CAPABILITY_NAME": "agent-net-nyc,agent-net-tokyo",
-        "CAPABILITY_URL": "http://127.0.0.1:9876", "REGISTER_INTERVAL_SECONDS": "1",
-    })
+    settings = load_settings(
+        {
+            "WORKER_PORT": str(health.port),
+            "ORCH_URL": f"{hung.url},{live.url}",
+            "ORCH_SECRET": SECRET,
+            "CAPABILITY_NAME": "agent-net-nyc,agent-net-tokyo",
+            "CAPABILITY_URL": "http://127.0.0.1:9876",
+            "REGISTER_INTERVAL_SECONDS": "1",
+        }
+    )
     stopping = threading.Event()
     body = threading.Thread(target=run, args=(settings, tmp_path, stopping, lambda: True))
     try:

@@ -14,8 +14,15 @@ from worker.registration_state import (
     read_registration_state,
 )
 
-KEYS = {"orchestrator", "capability", "registered", "last_success", "last_attempt",
-        "last_error", "consecutive_failures"}
+KEYS = {
+    "orchestrator",
+    "capability",
+    "registered",
+    "last_success",
+    "last_attempt",
+    "last_error",
+    "consecutive_failures",
+}
 
 
 def test_no_file_reads_as_no_orchestrators(tmp_path: Path) -> None:
@@ -29,8 +36,13 @@ def test_a_damaged_file_reads_as_no_orchestrators(tmp_path: Path) -> None:
 
 
 def test_state_is_written_at_once_and_on_every_change(tmp_path: Path) -> None:
-    state = StateFile(tmp_path, [OrchestratorState("https://a:8935", "agent-net-a"),
-                                 OrchestratorState("https://b:8935", "agent-net-b")])
+    state = StateFile(
+        tmp_path,
+        [
+            OrchestratorState("https://a:8935", "agent-net-a"),
+            OrchestratorState("https://b:8935", "agent-net-b"),
+        ],
+    )
     first = read_registration_state(tmp_path)
     assert [entry["orchestrator"] for entry in first] == ["https://a:8935", "https://b:8935"]
     assert all(set(entry) == KEYS for entry in first)

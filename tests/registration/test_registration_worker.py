@@ -76,13 +76,16 @@ def test_jobs_through_two_orchestrators_reach_the_worker_with_the_token(
     standin_process: StartStandin, start_worker: StartWorker
 ) -> None:
     nyc, tokyo = standin_process(tls=True), standin_process()
-    worker = start_worker(worker_env([nyc, tokyo],
-                                     CAPABILITY_NAME="agent-net-nyc,agent-net-tokyo"))
-    wait_for(lambda: registered(nyc, "agent-net-nyc") and registered(tokyo, "agent-net-tokyo"),
-             10, what="both registrations")
+    worker = start_worker(worker_env([nyc, tokyo], CAPABILITY_NAME="agent-net-nyc,agent-net-tokyo"))
+    wait_for(
+        lambda: registered(nyc, "agent-net-nyc") and registered(tokyo, "agent-net-tokyo"),
+        10,
+        what="both registrations",
+    )
 
-    response = submit_job(nyc.url, "gpu-check", {"agent_id": "via-route"},
-                          capability="agent-net-nyc")
+    response = submit_job(
+        nyc.url, "gpu-check", {"agent_id": "via-route"}, capability="agent-net-nyc"
+    )
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "application/json"
     document = response.json()
@@ -92,8 +95,12 @@ def test_jobs_through_two_orchestrators_reach_the_worker_with_the_token(
     assert response.status_code == 200 and response.json()["agent_id"] == "via-name"
 
     # Without the orchestrator's Bearer token, the worker refuses the job itself.
-    status, _, body = http("POST", f"{worker.url}/gpu-check", b'{"agent_id": "x"}',
-                                 {"Content-Type": "application/json"})
+    status, _, body = http(
+        "POST",
+        f"{worker.url}/gpu-check",
+        b'{"agent_id": "x"}',
+        {"Content-Type": "application/json"},
+    )
     assert status == 401 and json.loads(body)["error"] == "unauthorized"
     _, _, readyz = http("GET", f"{worker.url}/readyz")
     assert leaked(readyz.decode() + worker.logs(), {"secret": ORCH_SECRET, "token": TOKEN}) == []
@@ -109,8 +116,12 @@ def test_a_stale_token_makes_the_orchestrator_forget_and_registration_heals(
     def stale_job_refused() -> bool:
         # Someone registered the name with another token: the worker answers 401 and the
         # orchestrator drops the capability (the registrar may refresh in between: retry).
-        insecure("POST", f"{orch.url}/capability/register", headers={"Authorization": ORCH_SECRET},
-                 data=json.dumps({**entry, "token": "stale"}))
+        insecure(
+            "POST",
+            f"{orch.url}/capability/register",
+            headers={"Authorization": ORCH_SECRET},
+            data=json.dumps({**entry, "token": "stale"}),
+        )
         response = submit_job(orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net")
         return response.status_code == 500 and "worker auth token failed" in response.text
 
@@ -131,7 +142,8 @@ def _hold_a_job_open(port: int) -> socket.socket:
     sock.sendall(
         b"POST /gpu-check HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
         + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(SLOW_BODY)}\r\n".encode()
-        + b"Connection: close\r\n\r\n" + SLOW_BODY[:1]
+        + b"Connection: close\r\n\r\n"
+        + SLOW_BODY[:1]
     )
     return sock
 

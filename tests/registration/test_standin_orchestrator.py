@@ -25,41 +25,72 @@ SECRET = "orch-secret"
 Standin = Callable[..., StandinOrchestrator]
 
 
-def register(orch: StandinOrchestrator, body: Any, secret: str | None = SECRET,
-             raw: bytes | None = None) -> requests.Response:
+def register(
+    orch: StandinOrchestrator, body: Any, secret: str | None = SECRET, raw: bytes | None = None
+) -> requests.Response:
     headers = {} if secret is None else {"Authorization": secret}
     data = raw if raw is not None else json.dumps(body).encode()
-    return requests.post(f"{orch.url}/capability/register", data=data, headers=headers,
-                         verify=False, timeout=5)  # noqa: S501
+    return requests.post(
+        f"{orch.url}/capability/register", data=data, headers=headers, verify=False, timeout=5
+    )
 
 
 def capability(**overrides: Any) -> dict[str, Any]:
-    return {"name": "agent-net", "description": "d", "url": "http://127.0.0.1:9",
-            "capacity": 2, "price_per_unit": 0, "price_scaling": 1, "currency": "wei",
-            "token": "tok", **overrides}
+    return {
+        "name": "agent-net",
+        "description": "d",
+        "url": "http://127.0.0.1:9",
+        "capacity": 2,
+        "price_per_unit": 0,
+        "price_scaling": 1,
+        "currency": "wei",
+        "token": "tok",
+        **overrides,
+    }
 
 
 # --- Go's encoding/json -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (b'{"capacity":"10"}', "json: cannot unmarshal string into Go struct field"
-                               " ExternalCapability.capacity of type int"),
-        (b'{"capacity":10.5}', "json: cannot unmarshal number 10.5 into Go struct field"
-                               " ExternalCapability.capacity of type int"),
-        (b'{"capacity":1e3}', "json: cannot unmarshal number 1e3 into Go struct field"
-                              " ExternalCapability.capacity of type int"),
-        (b'{"price_per_unit":9223372036854775808}', "json: cannot unmarshal number"
-         " 9223372036854775808 into Go struct field ExternalCapability.price_per_unit of type"
-         " int64"),
-        (b'{"name":7}', "json: cannot unmarshal number into Go struct field"
-                        " ExternalCapability.name of type string"),
-        (b'{"capacity":true}', "json: cannot unmarshal bool into Go struct field"
-                               " ExternalCapability.capacity of type int"),
-        (b'{"token":{"a":1}}', "json: cannot unmarshal object into Go struct field"
-                               " ExternalCapability.token of type string"),
-        (b'[1]', "json: cannot unmarshal array into Go value of type core.ExternalCapability"),
-        (b'', "unexpected end of JSON input"),
+        (
+            b'{"capacity":"10"}',
+            "json: cannot unmarshal string into Go struct field"
+            " ExternalCapability.capacity of type int",
+        ),
+        (
+            b'{"capacity":10.5}',
+            "json: cannot unmarshal number 10.5 into Go struct field"
+            " ExternalCapability.capacity of type int",
+        ),
+        (
+            b'{"capacity":1e3}',
+            "json: cannot unmarshal number 1e3 into Go struct field"
+            " ExternalCapability.capacity of type int",
+        ),
+        (
+            b'{"price_per_unit":9223372036854775808}',
+            "json: cannot unmarshal number"
+            " 9223372036854775808 into Go struct field ExternalCapability.price_per_unit of type"
+            " int64",
+        ),
+        (
+            b'{"name":7}',
+            "json: cannot unmarshal number into Go struct field"
+            " ExternalCapability.name of type string",
+        ),
+        (
+            b'{"capacity":true}',
+            "json: cannot unmarshal bool into Go struct field"
+            " ExternalCapability.capacity of type int",
+        ),
+        (
+            b'{"token":{"a":1}}',
+            "json: cannot unmarshal object into Go struct field"
+            " ExternalCapability.token of type string",
+        ),
+        (b"[1]", "json: cannot unmarshal array into Go value of type core.ExternalCapability"),
+        (b"", "unexpected end of JSON input"),
         (b'{"name":"a"', "unexpected end of JSON input"),
         (b'{"capacity":NaN}', "invalid character 'N' looking for beginning of value"),
     ],
@@ -74,7 +105,8 @@ def test_keys_match_case_insensitively_and_unknown_keys_are_ignored() -> None:
     decoded = go_unmarshal(
         b'{"NAME":"a","Capacity":3,"price_PER_unit":-4,"extra":[1,{"x":2}],"token":null,'
         b'"name":"b"}',
-        "core.ExternalCapability", EXTERNAL_CAPABILITY,
+        "core.ExternalCapability",
+        EXTERNAL_CAPABILITY,
     )
     assert decoded["name"] == "b"  # the last of duplicate keys wins, as in Go
     assert decoded["capacity"] == 3 and decoded["price_per_unit"] == -4
@@ -136,8 +168,12 @@ def test_unregister_takes_the_name_as_plain_text(standin: Standin) -> None:
     orch = standin()
     register(orch, capability())
     for name in ("agent-net", "never-registered"):
-        response = requests.post(f"{orch.url}/capability/unregister", data=name,
-                                 headers={"Authorization": SECRET}, timeout=5)
+        response = requests.post(
+            f"{orch.url}/capability/unregister",
+            data=name,
+            headers={"Authorization": SECRET},
+            timeout=5,
+        )
         assert (response.status_code, response.text) == (200, "ok")
     assert orch.store.view()["capabilities"] == []
     assert orch.store.view()["counts"]["unregister"] == 2
@@ -147,10 +183,13 @@ def test_a_restarted_orchestrator_has_forgotten_everything() -> None:
     orch = StandinOrchestrator(SECRET).start()
     session = requests.Session()  # a kept-alive connection must not reach the old memory
     try:
-        session.post(f"{orch.url}/capability/register", json=capability(),
-                     headers={"Authorization": SECRET}, timeout=5)
-        assert session.get(f"{orch.url}/_standin/capabilities", timeout=5).json()[
-            "capabilities"]
+        session.post(
+            f"{orch.url}/capability/register",
+            json=capability(),
+            headers={"Authorization": SECRET},
+            timeout=5,
+        )
+        assert session.get(f"{orch.url}/_standin/capabilities", timeout=5).json()["capabilities"]
         orch.stop()
         orch = StandinOrchestrator(SECRET, port=orch.port).start()
         view = session.get(f"{orch.url}/_standin/capabilities", timeout=5).json()
@@ -172,8 +211,7 @@ class FakeWorker:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.seen.append({"path": self.path, "headers": dict(self.headers),
-                                   "body": body})
+                owner.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 reply = json.dumps({"answered": self.path}).encode()
                 self.send_response(owner.status)
                 self.send_header("Content-Type", owner.content_type)
@@ -213,8 +251,7 @@ def test_a_job_is_forwarded_to_the_route_with_the_bearer_token(
     assert "Livepeer" not in seen["headers"]
 
 
-def test_no_token_means_no_authorization_header(standin: Standin,
-                                                fake_worker: FakeWorker) -> None:
+def test_no_token_means_no_authorization_header(standin: Standin, fake_worker: FakeWorker) -> None:
     orch = standin()
     register(orch, capability(url=fake_worker.url, token=""))
     assert submit_job(orch.url, "agent-net", {}).status_code == 200
@@ -261,14 +298,18 @@ def test_an_unreachable_worker_makes_the_orchestrator_forget_the_capability(
 def test_jobs_for_unknown_capabilities_or_without_timeout_are_refused(standin: Standin) -> None:
     orch = standin()
     response = submit_job(orch.url, "gpu-check", {}, capability="nobody")
-    assert (response.status_code, response.text) == (
-        503, "No capacity available for capability\n")
-    response = requests.post(f"{orch.url}/process/request/x", data=b"{}", timeout=5,
-                             headers={"Livepeer": livepeer_header("x", timeout_seconds=0)})
+    assert (response.status_code, response.text) == (503, "No capacity available for capability\n")
+    response = requests.post(
+        f"{orch.url}/process/request/x",
+        data=b"{}",
+        timeout=5,
+        headers={"Livepeer": livepeer_header("x", timeout_seconds=0)},
+    )
     assert response.status_code == 400 and "timeout_seconds is required" in response.text
     bad = base64.b64encode(b'{"capability":"x","timeout_seconds":"5"}').decode()
-    response = requests.post(f"{orch.url}/process/request/x", data=b"{}", timeout=5,
-                             headers={"Livepeer": bad})
+    response = requests.post(
+        f"{orch.url}/process/request/x", data=b"{}", timeout=5, headers={"Livepeer": bad}
+    )
     assert (response.status_code, response.text) == (400, "Could not verify job creds\n")
     response = requests.post(f"{orch.url}/process/request/x", data=b"{}", timeout=5)
     assert (response.status_code, response.text) == (400, "Could not verify job creds\n")
