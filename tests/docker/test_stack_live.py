@@ -77,6 +77,7 @@ class Stack:
         self.values = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
                            if "=" in line and not line.startswith("#"))
         self.worker_url = f"http://127.0.0.1:{self.values['WORKER_PORT']}"
+        self.token = self.values["WORKER_TOKEN"]
         self.orch_url = f"https://127.0.0.1:{self.values['ORCH_PUBLISHED_PORT']}"
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300
@@ -101,12 +102,18 @@ class Stack:
         res = self.compose("logs", "--no-color", "--timestamps", *services, check=False)
         return res.stdout + res.stderr
 
-    def gpu_check(self, via_orchestrator: bool = False) -> tuple[int, dict[str, Any]]:
+    def gpu_check(self, token: str | None = None) -> tuple[int, dict[str, Any]]:
+        """POST /gpu-check straight to the published port (with WORKER_TOKEN by default)."""
         body = json.dumps({"agent_id": "live-test"}).encode()
+        headers = {"Content-Type": "application/json",
+                   "Authorization": f"Bearer {self.token if token is None else token}"}
         req = urllib.request.Request(f"{self.worker_url}/gpu-check", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
 
     def orchestrator_view(self) -> dict[str, Any]:
         ctx = ssl.create_default_context()
@@ -121,7 +128,9 @@ class Stack:
         return next((c for c in caps if c["name"] == "agent-net"), None)
 
     def probe(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(ROOT / "scripts" / "probe.sh"), *args],
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("WORKER_TOKEN", "WORKER_PORT", "CAPABILITY_NAME")}
+        return subprocess.run([str(ROOT / "scripts" / "probe.sh"), *args], env=env,
                               capture_output=True, text=True, timeout=30)
 
 
@@ -176,6 +185,7 @@ def stack(docker_engine: Engine, request: pytest.FixtureRequest) -> Iterator[Sta
     env_file = run_dir / "run.env"
     _write_env_file(env_file, {
         "ORCH_SECRET": secrets.token_hex(16),
+        "WORKER_TOKEN": secrets.token_hex(16),
         "WORKER_BIND": "127.0.0.1",
         "WORKER_PORT": str(_free_port()),
         "ORCH_BIND": "127.0.0.1",
@@ -249,7 +259,9 @@ def test_worker_image_is_small_non_root_and_runtime_only(stack: Stack) -> None:
 def test_worker_healthy_and_probe_passes_through_published_port(stack: Stack) -> None:
     worker = stack.container("worker")
     assert worker["State"]["Health"]["Status"] == "healthy"
-    res = stack.probe("--url", stack.worker_url)
+    assert stack.gpu_check(token="wrong")[0] == 401, "WORKER_TOKEN must guard job routes"
+    assert stack.probe("--url", stack.worker_url, "--quiet").returncode == 1  # no token
+    res = stack.probe("--url", stack.worker_url, "--token", stack.token)
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)
     assert doc["status"] == "success"
@@ -266,6 +278,7 @@ def test_worker_healthy_and_probe_passes_through_published_port(stack: Stack) ->
 def test_registers_and_a_job_through_the_orchestrator_reaches_the_worker(stack: Stack) -> None:
     cap = wait_until(stack.registered, 30, "agent-net registered with the orchestrator")
     assert cap["url"] == f"http://worker:{stack.values['WORKER_PORT']}"
+    assert cap["has_token"] is True  # so the orchestrator forwards jobs with the token
     before = stack.orchestrator_view()["counts"].get("jobs", 0)
     res = stack.probe("--orchestrator", stack.orch_url)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -299,7 +312,8 @@ def test_ollama_stop_degrades_and_start_recovers_without_restarting_worker(
     doc = wait_until(degraded, 20, "/gpu-check to turn degraded")
     assert doc["sources"]["ollama"]["status"] != "ok"
     assert doc["sources"]["nvml"]["status"] == "ok"
-    assert stack.probe("--url", stack.worker_url, "--quiet").returncode == 1
+    res = stack.probe("--url", stack.worker_url, "--quiet", "--token", stack.token)
+    assert res.returncode == 1 and "ollama" in res.stderr, res.stderr
 
     stack.compose("start", "ollama")
     wait_until(lambda: stack.gpu_check()[1]["status"] == "success", 30,
