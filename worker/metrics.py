@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -264,36 +264,61 @@ def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:
 
 
 # --- Flask wiring ----------------------------------------------------------------------------
-def route_label(app: Flask) -> str:
+STARTED_KEY = "agent_net.started"
+
+
+def route_label(app: Flask, req: Request) -> str:
     """The URL rule that served this request; a path no rule serves becomes `unmatched`."""
-    if request.url_rule is not None:
-        return request.url_rule.rule
+    if req.url_rule is not None:
+        return req.url_rule.rule
     # A 405 has no url_rule, but its path is a known (variable-free) rule: keep it.
-    if any(rule.rule == request.path for rule in app.url_map.iter_rules()):
-        return request.path
+    if any(rule.rule == req.path for rule in app.url_map.iter_rules()):
+        return req.path
     return UNMATCHED_ROUTE
 
 
-def method_label() -> str:
-    method = request.method
+def method_label(req: Request) -> str:
+    method = req.method
     return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+class RequestRecorder:
+    """Counts and times each answered request; label children are cached (bounded labels)."""
+
+    def __init__(self, app: Flask) -> None:
+        self._app = app
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def record(self, req: Request, status: int) -> None:
+        route = req.url_rule.rule if req.url_rule is not None else route_label(self._app, req)
+        key = (route, method_label(req), status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (key[0], key[1], str(status))
+            children = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        started = req.environ.get(STARTED_KEY)
+        if started is not None:
+            children[1].observe(time.perf_counter() - started)
 
 
 def instrument(app: Flask, sampler: Sampler, runtime_dir: Path) -> None:
     """Count and time every request the app answers, and serve `GET /metrics`."""
     readings = ReadingsCollector(sampler, runtime_dir)
+    recorder = RequestRecorder(app)
+    inner = app.wsgi_app
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.agent_net_started = time.perf_counter()
+    def timed(environ: dict[str, Any], start_response: Any) -> Any:
+        # The clock starts before Flask builds its request context: that time counts too.
+        environ[STARTED_KEY] = time.perf_counter()
+        return inner(environ, start_response)
+
+    app.wsgi_app = timed  # type: ignore[method-assign]
 
     @app.after_request
     def _record(response: Response) -> Response:
-        started = g.get("agent_net_started")
-        labels = (route_label(app), method_label(), str(response.status_code))
-        REQUESTS.labels(*labels).inc()
-        if started is not None:
-            REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        recorder.record(request._get_current_object(), response.status_code)  # type: ignore[attr-defined]
         return response
 
     @app.get(METRICS_ROUTE)
