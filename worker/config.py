@@ -31,6 +31,8 @@ FIXED_PRICE_CURRENCIES = ("", "wei", "eth")
 INT64_MAX = 2**63 - 1
 # A capability name becomes a URL path segment on the orchestrator and on this worker.
 CAPABILITY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# .env.example ships ORCH_SECRET=replace-me-...; going live with it must not be possible.
+PLACEHOLDER_PREFIX = "replace-me"
 RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 
 
@@ -230,6 +232,12 @@ class Settings(BaseModel):
             )
         if urls and self.orchestrator_secret is None:
             raise ValueError("ORCH_SECRET (or ORCH_SECRET_FILE) is required when ORCH_URL is set")
+        secret = self.orchestrator_secret
+        if secret is not None and secret.get_secret_value().startswith(PLACEHOLDER_PREFIX):
+            raise ValueError(
+                "ORCH_SECRET is still the placeholder from .env.example: set it to the"
+                " orchestrator's -orchSecret (for a new one: openssl rand -hex 32)"
+            )
         if self.orch_secret is not None and self.orch_secret_file is not None:
             raise ValueError("ORCH_SECRET and ORCH_SECRET_FILE: set one, not both")
         if self.worker_token is not None and self.worker_token_file is not None:

@@ -95,6 +95,10 @@ def test_one_name_serves_every_orchestrator() -> None:
             "give one name, or one per ORCH_URL entry (2), not 3",
         ),
         ({"ORCH_URL": "https://a"}, "ORCH_SECRET (or ORCH_SECRET_FILE) is required"),
+        (
+            {"ORCH_URL": "https://a", "ORCH_SECRET": "replace-me-with-openssl-rand-hex-32"},
+            "ORCH_SECRET is still the placeholder from .env.example",
+        ),
         ({"ORCH_URL": "https://a,https://a/", "ORCH_SECRET": "s"}, "listed twice"),
         ({"CAPABILITY_NAME": "bad name"}, "not a valid capability name"),
         ({"CAPABILITY_NAME": "healthz"}, "reserved"),
