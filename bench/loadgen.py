@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import math
 import multiprocessing
+import resource
 import statistics
 import threading
 import time
@@ -36,6 +37,7 @@ class Outcome:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     reconnects: int = 0
+    answered: int = 0  # every answer, warm-up included (for CPU per request)
 
 
 def _connection(plan: Plan) -> http.client.HTTPConnection:
@@ -48,7 +50,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
     headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    errors = reconnects = 0
+    errors = reconnects = answered = 0
     connection = _connection(plan)
     time.sleep(max(0.0, plan.start_at - time.monotonic()))
     while (now := time.monotonic()) < plan.stop_at:
@@ -66,6 +68,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
                 reconnects += 1
             continue
         done = time.monotonic()
+        answered += 1
         if now >= plan.warmup_until and done <= plan.stop_at:
             latencies.append(done - now)
             statuses[status] = statuses.get(status, 0) + 1
@@ -80,6 +83,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
             outcome.statuses[status] = outcome.statuses.get(status, 0) + count
         outcome.errors += errors
         outcome.reconnects += reconnects
+        outcome.answered += answered
 
 
 def _client_process(plan: Plan, threads: int, results: multiprocessing.Queue) -> None:
@@ -100,10 +104,26 @@ class RunResult:
     p99: float
     statuses: dict[int, int]
     errors: int
+    answered: int
+    server_cpu: float = 0.0  # seconds of CPU the server's processes used during the run
+    client_cpu: float = 0.0  # seconds of CPU the load generator used
+
+    @property
+    def server_us_per_request(self) -> float:
+        return self.server_cpu / self.answered * 1e6
+
+    @property
+    def client_us_per_request(self) -> float:
+        return self.client_cpu / self.answered * 1e6
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -126,6 +146,7 @@ def run_load(
     duration: float,
 ) -> RunResult:
     """Drive `connections` keep-alive connections for warmup + duration seconds."""
+    client_cpu_before = _children_cpu()
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     per_process = [
@@ -156,4 +177,6 @@ def run_load(
         p99=percentile(latencies, 0.99),
         statuses=statuses,
         errors=sum(outcome.errors for outcome in outcomes),
+        answered=sum(outcome.answered for outcome in outcomes),
+        client_cpu=_children_cpu() - client_cpu_before,
     )

@@ -14,6 +14,7 @@ at start and after the run, and whether each target holds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -66,7 +67,10 @@ def get_json(url: str, body: bytes | None = None) -> tuple[int, dict]:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        try:
+            return error.code, json.loads(error.read())
+        except ValueError:
+            return error.code, {}
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -130,6 +134,15 @@ class Server:
             except (OSError, ValueError, IndexError):
                 continue
         return sorted(pids)
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the master and its worker processes."""
+        assert self.process is not None
+        total = 0
+        for pid in [self.process.pid, *self.worker_pids()]:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def record_rss(self, moment: str) -> None:
         self.rss[moment] = {pid: rss_kib(pid) for pid in self.worker_pids()}
@@ -197,6 +210,9 @@ def main() -> int:
         "WORKER_WORKERS": "2",
         "WORKER_THREADS": "8",
         "OLLAMA_HOST": ollama.url,
+        # Room for every connection: the orchestrator never sends more jobs than this, and
+        # the limiter still runs on every request; 503s here would measure the client.
+        "CAPABILITY_CAPACITY": str(args.connections),
         "PYTHONUNBUFFERED": "1",
         **{k: v for k, v in nvml.env({}).items()},
     }
@@ -258,6 +274,7 @@ def main() -> int:
                 scenario = scenarios.get(target)
                 if scenario:
                     scenario.enter()
+                cpu_before = server.cpu_seconds()
                 result = run_load(
                     "127.0.0.1",
                     server.port,
@@ -268,12 +285,15 @@ def main() -> int:
                     warmup=args.warmup,
                     duration=args.duration,
                 )
+                result = dataclasses.replace(result, server_cpu=server.cpu_seconds() - cpu_before)
                 if scenario:
                     scenario.leave()
                 results[target].append(result)
                 print(
                     f"round {round_number} {target:<12} {result.rps:7.0f} req/s"
                     f"  p50 {result.p50 * 1e3:6.2f} ms  p99 {result.p99 * 1e3:6.2f} ms"
+                    f"  CPU/request server {result.server_us_per_request:4.0f} us"
+                    f" client {result.client_us_per_request:4.0f} us"
                     f"  statuses {result.statuses} errors {result.errors}",
                     file=sys.stderr,
                     flush=True,
@@ -317,22 +337,25 @@ def print_report(
     print("figures: median over rounds (min-max); ratios are to the baseline of the same round")
     print()
     header = (
-        f"{'target':<28} {'req/s':>18} {'p50 ms':>18} {'p99 ms':>18}"
-        f" {'req/s ratio':>18} {'p99 ratio':>18}"
+        f"{'target':<27} {'req/s':>17} {'p50 ms':>17} {'p99 ms':>18}"
+        f" {'req/s ratio':>17} {'p99 ratio':>17} {'server CPU us/req':>18}"
     )
     print(header)
     print("-" * len(header))
     for target in TARGETS:
         runs = results[target]
-        rps = [r.rps for r in runs]
-        p50 = [r.p50 for r in runs]
-        p99 = [r.p99 for r in runs]
-        rps_ratio = [r.rps / b.rps for r, b in zip(runs, baseline, strict=True)]
-        p99_ratio = [r.p99 / b.p99 for r, b in zip(runs, baseline, strict=True)]
+        rps_ratio, p99_ratio = _ratios(runs, baseline)
         print(
-            f"{LABELS[target]:<28} {cell(rps):>18} {cell(p50, 1e3, 2):>18}"
-            f" {cell(p99, 1e3, 2):>18} {cell(rps_ratio, 1, 2):>18} {cell(p99_ratio, 1, 2):>18}"
+            f"{LABELS[target]:<27} {cell([r.rps for r in runs]):>17}"
+            f" {cell([r.p50 for r in runs], 1e3, 2):>17} {cell([r.p99 for r in runs], 1e3, 2):>18}"
+            f" {cell(rps_ratio, 1, 2):>17} {cell(p99_ratio, 1, 2):>17}"
+            f" {cell([r.server_us_per_request for r in runs]):>18}"
         )
+    client = [r.client_us_per_request for runs in results.values() for r in runs]
+    print(
+        f"load generator CPU per request: {cell(client)} us (same client for every target;"
+        " it shares the 2 cores with the server)"
+    )
     statuses: dict[int, int] = {}
     errors = 0
     for runs in results.values():
