@@ -47,10 +47,12 @@ def main() -> int:
         def load(self) -> Any:
             return baseline_app()
 
+    master_pid = os.getpid()
     try:
         BaselineServer(settings, runtime_dir).run()
     finally:
-        if owned:
+        # As in `python -m worker`: a forked worker's sys.exit unwinds through here too.
+        if owned and os.getpid() == master_pid:
             remove_runtime_dir(runtime_dir)
     return 0
 
