@@ -16,7 +16,7 @@ from worker.capacity import SlotLimiter
 from worker.config import Settings
 from worker.metrics import instrument
 from worker.registration_state import read_registration_state
-from worker.report import build_report
+from worker.report import ReportBuilder
 from worker.sampling import Sampler
 
 MAX_AGENT_ID_CHARS = 128
@@ -62,11 +62,19 @@ def parse_job_body(raw: bytes) -> str:
 def _read_body() -> bytes:
     """The request body; a body the client could not send properly is a 400, not a 500."""
     try:
-        return request.get_data(cache=False)
+        body = request.get_data(cache=False)
     except HTTPException:
         raise
     except Exception:
         raise ApiError(400, "unreadable_body", "the request body could not be read") from None
+    expected = request.content_length
+    if expected is not None and len(body) < expected:  # the client hung up mid-body
+        raise ApiError(
+            400,
+            "unreadable_body",
+            f"the request body ended after {len(body)} of {expected} bytes",
+        )
+    return body
 
 
 def _bearer_matches(header: str | None, token: str) -> bool:
@@ -85,6 +93,7 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
     # shows as len > limit instead of being cut silently at the limit by werkzeug.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    reports = ReportBuilder(settings, sampler)
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
     secret_token = settings.job_token
     token = None if secret_token is None else secret_token.get_secret_value()
@@ -162,7 +171,7 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
             if len(body) > settings.max_body_bytes:
                 raise RequestEntityTooLarge()
             agent_id = parse_job_body(body)
-            return jsonify(build_report(settings, sampler, agent_id))
+            return Response(reports.render(agent_id), mimetype="application/json")
 
     for route in settings.job_routes:
         app.add_url_rule(f"/{route}", endpoint=f"job:{route}", view_func=job, methods=["POST"])

@@ -8,6 +8,7 @@ driver library raises SourceUnavailable with a reason an operator can act on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from worker.sources import SourceUnavailable
 
 MIB = 1024 * 1024
 T = TypeVar("T")
+log = logging.getLogger("agent_net.sampler")
 
 # NVML answers that mean "this reading does not exist here", not "the GPU is broken".
 _MISSING_READING = (
@@ -111,6 +113,7 @@ class GpuReader:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._initialised = False
+        self._gpu_errors: dict[int, str] = {}
 
     def read(self) -> GpuReport:
         """Return one report, or raise SourceUnavailable with the reason."""
@@ -123,7 +126,19 @@ class GpuReader:
                 raise SourceUnavailable(_describe(error)) from None
             except GpuLost as lost:
                 raise SourceUnavailable(str(lost)) from None
-            return GpuReport(driver, tuple(self._read_gpu(index) for index in range(count)))
+            gpus = tuple(self._read_gpu(index) for index in range(count))
+            self._log_gpu_errors(gpus)
+            return GpuReport(driver, gpus)
+
+    def _log_gpu_errors(self, gpus: tuple[GpuReading, ...]) -> None:
+        """Log a GPU's failure once when it starts or changes, and once when it ends."""
+        errors = {gpu.index: gpu.error for gpu in gpus if gpu.error is not None}
+        for index, error in errors.items():
+            if self._gpu_errors.get(index) != error:
+                log.warning("gpu_error gpu=%d reason=%r", index, error)
+        for index in self._gpu_errors.keys() - errors.keys():
+            log.info("gpu_recovered gpu=%d", index)
+        self._gpu_errors = errors
 
     def close(self) -> None:
         """Shut NVML down if this reader initialised it."""

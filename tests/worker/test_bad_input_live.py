@@ -161,3 +161,23 @@ def test_log_has_one_line_per_rejection_and_no_traceback(worker: WorkerProcess) 
     assert "request_rejected method=POST path=/agent-net status=400 error=invalid_agent_id" in logs
     assert "Traceback" not in logs
     assert Path(worker.log_path).exists()
+
+
+def test_a_client_hanging_up_mid_body_is_unreadable_body_not_invalid_json(
+    worker: WorkerProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=5) as sock:
+        sock.sendall(
+            b'POST /gpu-check HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n{"agent_id": "cut'
+        )
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert int(head.split()[1]) == 400
+    document = json.loads(body)
+    assert document == {
+        "error": "unreadable_body",
+        "detail": "the request body ended after 17 of 40 bytes",
+    }
