@@ -1,0 +1,34 @@
+"""The worker stays slim: loading every worker module pulls in neither web3 nor payments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers.processes import ROOT
+
+WORKER_MODULES = [
+    "worker.__main__",
+    "worker.server",
+    "worker.app",
+    "worker.registrar",
+    "worker.metrics",
+    "worker.sampling",
+]
+
+
+def test_worker_modules_import_neither_web3_nor_payments() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {WORKER_MODULES!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('web3', 'eth_account', 'payments', 'worker'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "worker.app" in loaded  # the check saw the worker's modules load
+    assert [name for name in loaded if not name.startswith("worker")] == []
