@@ -20,7 +20,7 @@ find_python() {
 }
 
 ensure_venv() {
-  local extras="$1" python stamp wanted
+  local extras="$1" python stamp wanted installed
   if [ ! -x "$VENV/bin/python" ]; then
     python="$(find_python)" || return 1
     echo "agent-net: creating virtual environment in $VENV" >&2
@@ -31,7 +31,9 @@ ensure_venv() {
   fi
   stamp="$VENV/.agent-net-installed"
   wanted="$(sha256sum <"$ROOT/pyproject.toml" | cut -c1-16)$extras"
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  installed="$(cat "$stamp" 2>/dev/null || true)"
+  # The test set includes the runtime set: run.sh needs no reinstall after test.sh.
+  if [ "$installed" != "$wanted" ] && [ "$installed" != "$wanted[test]" ]; then
     echo "agent-net: installing dependencies${extras:+ $extras} into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT$extras"
