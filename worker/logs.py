@@ -62,6 +62,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+class GunicornEvents(logging.Filter):
+    """Turns gunicorn's own prose lines into events: `gunicorn message="Booting worker..."`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("gunicorn "):
+            record.msg = "gunicorn message=" + json.dumps(record.getMessage(), ensure_ascii=False)
+            record.args = ()
+        return True
+
+
 def make_formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else TextFormatter()
 

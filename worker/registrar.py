@@ -183,7 +183,7 @@ class Keeper:
                 "yes" if self.capability.token else "no",
             )
         else:
-            log.debug("registration_refreshed %s", self._fields)
+            log.info("registration_refreshed %s", self._fields)
         self.failures, self.registered = 0, True
         self.state.update(
             self.index,

@@ -36,16 +36,27 @@ def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"agent_net": formatter},
+        "filters": {"gunicorn_events": {"()": "worker.logs.GunicornEvents"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "agent_net",
                 "stream": "ext://sys.stderr",
-            }
+            },
+            "gunicorn_stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "agent_net",
+                "stream": "ext://sys.stderr",
+                "filters": ["gunicorn_events"],
+            },
         },
         "root": {"level": settings.log_level, "handlers": ["stderr"]},
         "loggers": {
-            "gunicorn.error": {"level": settings.log_level, "handlers": [], "propagate": True},
+            "gunicorn.error": {
+                "level": settings.log_level,
+                "handlers": ["gunicorn_stderr"],
+                "propagate": False,
+            },
             "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "httpx": {"level": "WARNING"},
             "httpcore": {"level": "WARNING"},

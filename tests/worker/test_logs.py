@@ -43,3 +43,26 @@ def test_json_lines_split_event_and_fields() -> None:
     assert document["event"] == "registration_ok"
     assert document["orchestrator"] == "o" and document["attempt"] == "3"
     assert document["level"] == "WARNING" and "Traceback" not in line
+
+
+def test_gunicorn_prose_becomes_an_event_line() -> None:
+    from worker.logs import GunicornEvents
+
+    raw = logging.LogRecord(
+        "gunicorn.error",
+        logging.WARNING,
+        __file__,
+        1,
+        "Invalid request from ip=%s: %s",
+        ("127.0.0.1", 'Invalid HTTP method: "GE T"'),
+        None,
+    )
+    assert GunicornEvents().filter(raw) is True
+    document = json.loads(JsonFormatter().format(raw))
+    assert document["event"] == "gunicorn"
+    assert document["message"] == 'Invalid request from ip=127.0.0.1: Invalid HTTP method: "GE T"'
+    text = TextFormatter().format(raw)
+    assert text.endswith(
+        'gunicorn.error gunicorn message="Invalid request from ip=127.0.0.1: '
+        'Invalid HTTP method: \\"GE T\\""'
+    )
