@@ -26,9 +26,12 @@ log = logging.getLogger("agent_net.http")
 class ApiError(Exception):
     """An error answered as `{"error": code, "detail": detail}` with an HTTP status."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, detail: str) -> Response:
@@ -107,7 +110,9 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
             error.status,
             error.code,
         )
-        return error_response(error.status, error.code, error.detail)
+        response = error_response(error.status, error.code, error.detail)
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -146,27 +151,20 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
 
     def job() -> Response:
         if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
-            response = error_response(
-                401, "unauthorized", "a valid Authorization: Bearer token is required"
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid Authorization: Bearer token is required",
+                {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
-            response.headers["WWW-Authenticate"] = 'Bearer realm="agent-net"'
-            log.info(
-                "request_rejected method=POST path=%s status=401 error=unauthorized", request.path
-            )
-            return response
         with limiter.acquire() as slot:
             if slot is None:
-                response = error_response(
+                raise ApiError(
                     503,
                     "at_capacity",
                     f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
+                    {"Retry-After": "1"},
                 )
-                response.headers["Retry-After"] = "1"
-                log.info(
-                    "request_rejected method=POST path=%s status=503 error=at_capacity",
-                    request.path,
-                )
-                return response
             body = _read_body()
             if len(body) > settings.max_body_bytes:
                 raise RequestEntityTooLarge()
