@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -145,3 +146,57 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+SLOW_JOB_BODY = b'{"agent_id": "slow"}'
+
+
+class HeldJob:
+    """A job whose headers reached the worker and whose body has not: it holds a slot."""
+
+    def __init__(self, port: int, headers: Mapping[str, str] | None = None) -> None:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(
+            b"POST /gpu-check HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
+            + extra.encode()
+            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(SLOW_JOB_BODY)
+            + SLOW_JOB_BODY[:1]
+        )
+
+    def answered(self) -> bool:
+        """True if the worker already answered (it was refused instead of holding a slot)."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
+    def release(self) -> tuple[int, bytes]:
+        """Send the rest of the body; the worker's (status, body)."""
+        self.sock.sendall(SLOW_JOB_BODY[1:])
+        data = b""
+        while chunk := self.sock.recv(65536):
+            data += chunk
+        self.sock.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+
+def hold_every_slot(
+    worker: WorkerProcess, capacity: int, headers: Mapping[str, str] | None = None
+) -> list[HeldJob]:
+    """Hold all `capacity` slots, proven by a direct job answered 503 while every holder
+    is still unanswered. A holder that raced a probe for a slot (and was refused) is
+    replaced, so the result does not depend on which gunicorn process ran first."""
+    held = [HeldJob(worker.port, headers) for _ in range(capacity)]
+
+    def full() -> bool:
+        for index, job in enumerate(held):
+            if job.answered():
+                job.sock.close()
+                held[index] = HeldJob(worker.port, headers)
+        status, _, _ = http(
+            "POST", f"{worker.url}/gpu-check", b'{"agent_id": "probe"}', headers, timeout=5
+        )
+        return status == 503 and not any(job.answered() for job in held)
+
+    wait_for(full, 15, interval=0.1, what=f"{capacity} held slots")
+    return held

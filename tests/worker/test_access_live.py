@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 
-from tests.helpers.processes import http, post_json, wait_for
+from tests.helpers.processes import hold_every_slot, http, post_json
 from tests.standins.ollama_api import OllamaStandIn
 
 TOKEN = "job-token-7c1f"
@@ -53,42 +52,20 @@ def test_token_is_required_on_job_routes_only(start_worker, ollama: OllamaStandI
     assert "status=401 error=unauthorized" in worker.logs()
 
 
-def _open_slow_job(port: int) -> socket.socket:
-    """A job whose headers arrived and whose body is still on its way: it holds a slot."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    body = b'{"agent_id": "slow"}'
-    sock.sendall(
-        b"POST /gpu-check HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body[:5])
-    )
-    return sock
-
-
-def _finish(sock: socket.socket) -> tuple[int, dict]:
-    sock.sendall(b'{"agent_id": "slow"}'[5:])
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    sock.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
-
-
 def test_capacity_overflow_answers_503_at_once_and_frees_up(start_worker, ollama) -> None:
     worker = start_worker(
         {"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2", "WORKER_THREADS": "8"}
     )
-    holders = [_open_slow_job(worker.port), _open_slow_job(worker.port)]
-    status, document = wait_for(
-        lambda: (answer := worker.check())[0] == 503 and answer, 10, what="capacity reached"
-    )
+    holders = hold_every_slot(worker, 2)
+    status, document = worker.check()
+    assert status == 503
     assert document["error"] == "at_capacity"
     assert "capacity" in document["detail"]
     _, headers, _ = http("POST", f"{worker.url}/agent-net", b'{"agent_id": "x"}')
     assert headers["Retry-After"] == "1"
     assert http("GET", f"{worker.url}/healthz")[0] == 200  # health is not a job
-    for sock in holders:
-        status, document = _finish(sock)
-        assert status == 200 and document["agent_id"] == "slow"
+    for holder in holders:
+        status, body = holder.release()
+        assert status == 200 and json.loads(body)["agent_id"] == "slow"
     assert worker.check()[0] == 200
     assert "status=503 error=at_capacity" in worker.logs()
