@@ -149,6 +149,7 @@ def test_lost_gpu_degrades_that_gpu_only_and_recovers(
 ) -> None:
     worker = start_worker({"OLLAMA_HOST": ollama.url}, nvml=fake_nvml)
     fake_nvml.set_scenario("gpu_lost")
+    settle(worker, lambda doc: doc["gpus"][1]["status"] == "error", what="GPU 1 lost, settled")
     body = wait_for(
         lambda: (doc := worker.check()[1])["gpus"][1]["status"] == "error" and doc,
         10,
@@ -163,10 +164,11 @@ def test_lost_gpu_degrades_that_gpu_only_and_recovers(
 
     fake_nvml.set_scenario("two_gpus")
     settle(worker, lambda doc: doc["status"] == "success", what="recovery")
-    # Once per worker process (2), not once per sample; a few answers in a row may all
-    # come from one process, so wait for the other's line too.
-    wait_for(lambda: worker.logs().count("gpu_recovered gpu=1") == 2, 10, what="2 recoveries")
-    assert worker.logs().count("gpu_error gpu=1 reason='GPU is lost") == 2
+    # Logged once per change in each process that saw it (there are 2), not once per
+    # sample: the loss above lasted many 0.2 s samples.
+    errors = worker.logs().count("gpu_error gpu=1 reason='GPU is lost")
+    assert 1 <= errors <= 2
+    wait_for(lambda: worker.logs().count("gpu_recovered gpu=1") == errors, 10, what="recoveries")
 
 
 def test_hanging_nvml_answers_at_once_with_last_reading_marked_stale(
