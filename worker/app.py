@@ -157,6 +157,11 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
                 "a valid Authorization: Bearer token is required",
                 {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
+        # The body first: a client still sending one (slowly, maybe on purpose) holds a
+        # connection, not one of the capacity slots that running jobs are counted in.
+        body = _read_body()
+        if len(body) > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
         with limiter.acquire() as slot:
             if slot is None:
                 raise ApiError(
@@ -165,9 +170,6 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
                     f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
                     {"Retry-After": "1"},
                 )
-            body = _read_body()
-            if len(body) > settings.max_body_bytes:
-                raise RequestEntityTooLarge()
             agent_id = parse_job_body(body)
             return Response(reports.render(agent_id), mimetype="application/json")
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from tests.helpers.processes import http, post_json, wait_for
+from tests.helpers.processes import WorkerProcess, http, post_json
 from tests.standins.ollama_api import OllamaStandIn
 
 TOKEN = "job-token-7c1f"
@@ -54,7 +60,7 @@ def test_token_is_required_on_job_routes_only(start_worker, ollama: OllamaStandI
 
 
 def _open_slow_job(port: int) -> socket.socket:
-    """A job whose headers arrived and whose body is still on its way: it holds a slot."""
+    """A job whose headers arrived and whose body is still on its way."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     body = b'{"agent_id": "slow"}'
     sock.sendall(
@@ -74,21 +80,44 @@ def _finish(sock: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
+def _runtime_dir(worker: WorkerProcess) -> Path:
+    match = re.search(r"runtime_dir=(\S+)", worker.logs())
+    assert match, "the worker logs its runtime directory at start"
+    return Path(match.group(1))
+
+
+@contextmanager
+def _jobs_running_elsewhere(slots_file: Path, slots: int) -> Iterator[None]:
+    """Hold `slots` capacity slots from this process, as other worker processes would."""
+    fd = os.open(slots_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for slot in range(slots):
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+        yield
+    finally:
+        os.close(fd)  # drops every lock this process holds on the file
+
+
 def test_capacity_overflow_answers_503_at_once_and_frees_up(start_worker, ollama) -> None:
-    worker = start_worker(
-        {"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2", "WORKER_THREADS": "8"}
-    )
-    holders = [_open_slow_job(worker.port), _open_slow_job(worker.port)]
-    status, document = wait_for(
-        lambda: (answer := worker.check())[0] == 503 and answer, 10, what="capacity reached"
-    )
-    assert document["error"] == "at_capacity"
-    assert "capacity" in document["detail"]
-    _, headers, _ = http("POST", f"{worker.url}/agent-net", b'{"agent_id": "x"}')
-    assert headers["Retry-After"] == "1"
-    assert http("GET", f"{worker.url}/healthz")[0] == 200  # health is not a job
+    worker = start_worker({"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2"})
+    with _jobs_running_elsewhere(_runtime_dir(worker) / "capacity.slots", 2):
+        status, document = worker.check()
+        assert status == 503
+        assert document["error"] == "at_capacity"
+        assert "capacity" in document["detail"]
+        _, headers, _ = http("POST", f"{worker.url}/agent-net", b'{"agent_id": "x"}')
+        assert headers["Retry-After"] == "1"
+        assert http("GET", f"{worker.url}/healthz")[0] == 200  # health is not a job
+    assert worker.check()[0] == 200
+    assert "status=503 error=at_capacity" in worker.logs()
+
+
+def test_a_body_still_arriving_holds_no_capacity_slot(start_worker, ollama) -> None:
+    worker = start_worker({"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2"})
+    holders = [_open_slow_job(worker.port) for _ in range(3)]
+    for _ in range(4):
+        status, document = worker.check()
+        assert status == 200, document
     for sock in holders:
         status, document = _finish(sock)
         assert status == 200 and document["agent_id"] == "slow"
-    assert worker.check()[0] == 200
-    assert "status=503 error=at_capacity" in worker.logs()
