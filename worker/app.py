@@ -20,6 +20,9 @@ from worker.report import ReportBuilder
 from worker.sampling import Sampler
 
 MAX_AGENT_ID_CHARS = 128
+# Read and dropped after a too-large body before answering 413: closing a socket with
+# unread input makes the kernel send a reset, which can destroy the answer in flight.
+DRAIN_LIMIT_BYTES = 1024 * 1024
 log = logging.getLogger("agent_net.http")
 
 
@@ -80,6 +83,20 @@ def _read_body() -> bytes:
     return body
 
 
+def _drain_body(limit: int = DRAIN_LIMIT_BYTES) -> None:
+    """Discard what is left of the request body, up to `limit` bytes (best effort)."""
+    stream = request.environ.get("wsgi.input")
+    drained = 0
+    try:
+        while stream is not None and drained < limit:
+            chunk = stream.read(min(65536, limit - drained))
+            if not chunk:
+                break
+            drained += len(chunk)
+    except Exception:  # a broken body ends the drain, never the answer
+        return
+
+
 def _bearer_matches(header: str | None, token: str) -> bool:
     if not header:
         return False
@@ -135,6 +152,8 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
             code,
         )
         response = error_response(status, code, detail)
+        if status == 413:
+            _drain_body()
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
