@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,7 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +148,23 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(5)
         return self.process.returncode
+
+
+def worker_runtime_dir(worker: WorkerProcess) -> Path:
+    """The runtime directory a running worker logged at start (its capacity file is there)."""
+    match = re.search(r"runtime_dir=(\S+)", worker.logs())
+    assert match, "the worker logs its runtime directory at start"
+    return Path(match.group(1))
+
+
+@contextmanager
+def capacity_slots_held(worker: WorkerProcess, slots: int) -> Iterator[None]:
+    """Hold `slots` of the worker's capacity slots from this process, as running jobs in
+    other worker processes would (the same byte locks on the same file)."""
+    fd = os.open(worker_runtime_dir(worker) / "capacity.slots", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for slot in range(slots):
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+        yield
+    finally:
+        os.close(fd)  # drops every lock this process holds on the file

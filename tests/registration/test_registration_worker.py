@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.helpers.processes import WorkerProcess, free_port, http, wait_for
+from tests.helpers.processes import (
+    WorkerProcess,
+    capacity_slots_held,
+    free_port,
+    http,
+    wait_for,
+)
 from tests.registration.support import (
     ORCH_SECRET,
     StandinProcess,
@@ -136,28 +141,6 @@ def test_a_stale_token_makes_the_orchestrator_forget_and_registration_heals(
 SLOW_BODY = b'{"agent_id": "slow"}'
 
 
-def _hold_a_job_open(port: int) -> socket.socket:
-    """A job whose body is still arriving: it holds one capacity slot on the worker."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(
-        b"POST /gpu-check HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(SLOW_BODY)}\r\n".encode()
-        + b"Connection: close\r\n\r\n"
-        + SLOW_BODY[:1]
-    )
-    return sock
-
-
-def _release(sock: socket.socket) -> int:
-    """Send the rest of the held job's body; its status."""
-    sock.sendall(SLOW_BODY[1:])
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    sock.close()
-    return int(data.split()[1])
-
-
 def test_capacity_overflow_is_a_503_through_the_orchestrator(
     standin_process: StartStandin, start_worker: StartWorker
 ) -> None:
@@ -165,19 +148,20 @@ def test_capacity_overflow_is_a_503_through_the_orchestrator(
     worker = start_worker(worker_env([orch], CAPABILITY_CAPACITY="1"))
     wait_for(lambda: registered(orch), 10, what="registration")
     assert registered(orch)["capacity"] == 1
-    holder = _hold_a_job_open(worker.port)
+    with capacity_slots_held(worker, 1):  # the only slot: a job running elsewhere
 
-    def overflow() -> list[Any]:
-        response = submit_job(orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net")
-        return [response] if response.status_code == 503 else []
+        def overflow() -> list[Any]:
+            response = submit_job(
+                orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net"
+            )
+            return [response] if response.status_code == 503 else []
 
-    started = time.monotonic()
-    [response] = wait_for(overflow, 10, what="a 503 while the only slot is held")
-    assert time.monotonic() - started < 5
-    # go-livepeer passes the status and body on through http.Error (text/plain).
-    assert json.loads(response.text)["error"] == "at_capacity"
-    assert registered(orch) is not None  # a 503 does not make the orchestrator forget
+        started = time.monotonic()
+        [response] = wait_for(overflow, 10, what="a 503 while the only slot is held")
+        assert time.monotonic() - started < 5
+        # go-livepeer passes the status and body on through http.Error (text/plain).
+        assert json.loads(response.text)["error"] == "at_capacity"
+        assert registered(orch) is not None  # a 503 does not make the orchestrator forget
 
-    assert _release(holder) == 200
     response = submit_job(orch.url, "gpu-check", {"agent_id": "after"}, capability="agent-net")
     assert response.status_code == 200 and response.json()["agent_id"] == "after"

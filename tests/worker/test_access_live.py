@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import re
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-from tests.helpers.processes import WorkerProcess, http, post_json
+from tests.helpers.processes import capacity_slots_held, http, post_json
 from tests.standins.ollama_api import OllamaStandIn
 
 TOKEN = "job-token-7c1f"
@@ -80,27 +74,9 @@ def _finish(sock: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
-def _runtime_dir(worker: WorkerProcess) -> Path:
-    match = re.search(r"runtime_dir=(\S+)", worker.logs())
-    assert match, "the worker logs its runtime directory at start"
-    return Path(match.group(1))
-
-
-@contextmanager
-def _jobs_running_elsewhere(slots_file: Path, slots: int) -> Iterator[None]:
-    """Hold `slots` capacity slots from this process, as other worker processes would."""
-    fd = os.open(slots_file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        for slot in range(slots):
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
-        yield
-    finally:
-        os.close(fd)  # drops every lock this process holds on the file
-
-
 def test_capacity_overflow_answers_503_at_once_and_frees_up(start_worker, ollama) -> None:
     worker = start_worker({"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2"})
-    with _jobs_running_elsewhere(_runtime_dir(worker) / "capacity.slots", 2):
+    with capacity_slots_held(worker, 2):
         status, document = worker.check()
         assert status == 503
         assert document["error"] == "at_capacity"

@@ -160,12 +160,15 @@ def test_lost_gpu_degrades_that_gpu_only_and_recovers(
     assert body["gpus"][1]["memory_used_mb"] is None
     assert body["vram_usage_mb"] == 20480.0
     assert "nvml: GPU 1: GPU is lost" in " ".join(body["reasons"])
+    # Both processes must have sampled the loss before it ends (one answer is one process).
+    lost_line = "gpu_error gpu=1 reason='GPU is lost"
+    wait_for(lambda: worker.logs().count(lost_line) >= 2, 10, what="both processes see it")
 
     fake_nvml.set_scenario("two_gpus")
     settle(worker, lambda doc: doc["status"] == "success", what="recovery")
     logs = worker.logs()
     # Once per worker process (2), not once per sample.
-    assert logs.count("gpu_error gpu=1 reason='GPU is lost") == 2
+    assert logs.count(lost_line) == 2
     assert logs.count("gpu_recovered gpu=1") == 2
 
 
