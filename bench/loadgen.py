@@ -64,7 +64,9 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
         except (OSError, http.client.HTTPException) as error:
             # A server may close a kept-alive connection: reconnect, count it, go on.
             connection.close()
-            if now >= plan.warmup_until:
+            # Counted when it fails inside or after the window, wherever it started: a
+            # request starved since the warm-up still shows as a timeout.
+            if time.monotonic() >= plan.warmup_until:
                 errors += 1
                 timeouts += isinstance(error, TimeoutError)
                 reconnects += 1
@@ -116,11 +118,11 @@ class RunResult:
 
     @property
     def server_us_per_request(self) -> float:
-        return self.server_cpu / self.answered * 1e6
+        return self.server_cpu / self.answered * 1e6 if self.answered else float("nan")
 
     @property
     def client_us_per_request(self) -> float:
-        return self.client_cpu / self.answered * 1e6
+        return self.client_cpu / self.answered * 1e6 if self.answered else float("nan")
 
     @property
     def rps(self) -> float:

@@ -95,7 +95,7 @@ class Settings(BaseModel):
     worker_host: str = Field("0.0.0.0", alias="WORKER_HOST", min_length=1)  # noqa: S104
     worker_port: int = Field(9876, alias="WORKER_PORT", ge=1, le=65_535)
     worker_workers: int = Field(2, alias="WORKER_WORKERS", ge=1, le=64)
-    worker_class: Literal["gthread", "gevent"] = Field("gthread", alias="WORKER_CLASS")
+    worker_class: Literal["gthread", "gevent"] = Field("gevent", alias="WORKER_CLASS")
     worker_threads: int = Field(8, alias="WORKER_THREADS", ge=1, le=256)
     worker_connections: int = Field(1000, alias="WORKER_CONNECTIONS", ge=1, le=100_000)
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024, le=16 * 1024 * 1024)
