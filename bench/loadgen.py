@@ -27,6 +27,7 @@ class Plan:
     start_at: float
     warmup_until: float
     stop_at: float
+    timeout: float = 5.0  # a request unanswered this long counts as a timeout
 
 
 @dataclass
@@ -36,12 +37,13 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    timeouts: int = 0  # errors that were the client giving up after Plan.timeout
     reconnects: int = 0
     answered: int = 0  # every answer, warm-up included (for CPU per request)
 
 
 def _connection(plan: Plan) -> http.client.HTTPConnection:
-    connection = http.client.HTTPConnection(plan.host, plan.port, timeout=10)
+    connection = http.client.HTTPConnection(plan.host, plan.port, timeout=plan.timeout)
     connection.connect()
     return connection
 
@@ -50,7 +52,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
     headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    errors = reconnects = answered = 0
+    errors = timeouts = reconnects = answered = 0
     connection = _connection(plan)
     time.sleep(max(0.0, plan.start_at - time.monotonic()))
     while (now := time.monotonic()) < plan.stop_at:
@@ -59,13 +61,17 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
             response = connection.getresponse()
             response.read()
             status = response.status
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as error:
             # A server may close a kept-alive connection: reconnect, count it, go on.
             connection.close()
-            connection = _connection(plan)
-            if now >= plan.warmup_until:
+            # Counted when it fails inside or after the window, wherever it started: a
+            # request starved since the warm-up still shows as a timeout.
+            if time.monotonic() >= plan.warmup_until:
                 errors += 1
+                timeouts += isinstance(error, TimeoutError)
                 reconnects += 1
+            # Connected by the next request(), so a connect that fails is counted there too.
+            connection = http.client.HTTPConnection(plan.host, plan.port, timeout=plan.timeout)
             continue
         done = time.monotonic()
         answered += 1
@@ -82,6 +88,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
         for status, count in statuses.items():
             outcome.statuses[status] = outcome.statuses.get(status, 0) + count
         outcome.errors += errors
+        outcome.timeouts += timeouts
         outcome.reconnects += reconnects
         outcome.answered += answered
 
@@ -105,16 +112,17 @@ class RunResult:
     statuses: dict[int, int]
     errors: int
     answered: int
+    timeouts: int = 0  # among errors: the client gave up waiting
     server_cpu: float = 0.0  # seconds of CPU the server's processes used during the run
     client_cpu: float = 0.0  # seconds of CPU the load generator used
 
     @property
     def server_us_per_request(self) -> float:
-        return self.server_cpu / self.answered * 1e6
+        return self.server_cpu / self.answered * 1e6 if self.answered else float("nan")
 
     @property
     def client_us_per_request(self) -> float:
-        return self.client_cpu / self.answered * 1e6
+        return self.client_cpu / self.answered * 1e6 if self.answered else float("nan")
 
     @property
     def rps(self) -> float:
@@ -144,6 +152,7 @@ def run_load(
     processes: int,
     warmup: float,
     duration: float,
+    timeout: float = 5.0,
 ) -> RunResult:
     """Drive `connections` keep-alive connections for warmup + duration seconds."""
     client_cpu_before = _children_cpu()
@@ -154,7 +163,9 @@ def run_load(
     ]
     # Spawning takes a moment: start the clock once every process could be up.
     start = time.monotonic() + 0.6
-    plan = Plan(url_host, port, path, body, start, start + warmup, start + warmup + duration)
+    plan = Plan(
+        url_host, port, path, body, start, start + warmup, start + warmup + duration, timeout
+    )
     children = [
         context.Process(target=_client_process, args=(plan, threads, results), daemon=True)
         for threads in per_process
@@ -177,6 +188,7 @@ def run_load(
         p99=percentile(latencies, 0.99),
         statuses=statuses,
         errors=sum(outcome.errors for outcome in outcomes),
+        timeouts=sum(outcome.timeouts for outcome in outcomes),
         answered=sum(outcome.answered for outcome in outcomes),
         client_cpu=_children_cpu() - client_cpu_before,
     )

@@ -3,12 +3,16 @@
 Starts the real worker (`python -m worker`: gunicorn, stand-in NVML through LD_LIBRARY_PATH,
 stand-in Ollama) and the baseline (bench/baseline_app.py: the same gunicorn server class,
 options and hooks, serving `{}`), then drives each with the same keep-alive load generator
-and concurrency, in rounds: baseline, worker with sources ok, worker with Ollama hanging,
-worker with NVML hanging. Prints requests/s, p50 and p99 (median and min-max over rounds),
-their ratios to the baseline of the same round, the RSS of every gunicorn worker process
-at start and after the run, and whether each target holds.
+and concurrency, in rounds: baseline, worker with sources ok, worker while hostile clients
+hold connections (bodies trickled a byte at a time, silent sockets: tests/helpers/hostile.py),
+worker with Ollama hanging, worker with NVML hanging. Prints requests/s, p50 and p99
+(median and min-max over rounds), errors and timeouts of the normal clients, ratios to the
+baseline of the same round, the RSS of every gunicorn worker process at start and after
+the run, and whether each target holds.
 
     .venv/bin/python bench/run.py [--rounds 8] [--duration 2.5] [--connections 16]
+                                  [--worker-class gthread|gevent] [--slow-bodies 40]
+                                  [--silent 200]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import statistics
@@ -32,17 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+
 from loadgen import RunResult, run_load  # noqa: E402
 
+from tests.helpers.hostile import HostileClients  # noqa: E402
 from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
 from tests.standins.ollama_api import OllamaStandIn  # noqa: E402
+from worker.config import load_settings  # noqa: E402
 
 BODY = json.dumps({"agent_id": "bench-agent"}).encode()
 JOB_PATH = "/gpu-check"
-TARGETS = ("baseline", "ok", "ollama_hang", "nvml_hang")
+TARGETS = ("baseline", "ok", "hostile", "ollama_hang", "nvml_hang")
 LABELS = {
     "baseline": "baseline: empty JSON",
     "ok": "/gpu-check, sources ok",
+    "hostile": "/gpu-check, hostile clients",
     "ollama_hang": "/gpu-check, Ollama hanging",
     "nvml_hang": "/gpu-check, NVML hanging",
 }
@@ -178,6 +187,10 @@ class Scenario:
 
 
 def summarise(values: list[float]) -> tuple[float, float, float]:
+    """Median, min and max; a run with no answer (NaN) is left out, NaN if all are."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan, math.nan
     return statistics.median(values), min(values), max(values)
 
 
@@ -193,6 +206,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds per run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--worker-class", choices=("gthread", "gevent"), help="WORKER_CLASS (default: the worker's)"
+    )
+    parser.add_argument("--slow-bodies", type=int, default=40, help="hostile: trickled bodies")
+    parser.add_argument("--silent", type=int, default=200, help="hostile: silent connections")
+    parser.add_argument(
+        "--client-timeout", type=float, default=5.0, help="a normal request's time limit (s)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
 
@@ -216,6 +237,8 @@ def main() -> int:
         "PYTHONUNBUFFERED": "1",
         **{k: v for k, v in nvml.env({}).items()},
     }
+    if args.worker_class:
+        base_env["WORKER_CLASS"] = args.worker_class
     python = sys.executable
     servers = {
         "baseline": Server(
@@ -234,8 +257,18 @@ def main() -> int:
         ),
     }
     worker = servers["worker"]
+    hostile = HostileClients(
+        "127.0.0.1", worker.port, JOB_PATH, slow_bodies=args.slow_bodies, silent=args.silent
+    )
     scenarios = {
         "ok": Scenario(lambda: None, lambda: None),
+        "hostile": Scenario(
+            lambda: (hostile.open(),),
+            lambda: (
+                hostile.close(),
+                settle(lambda: all_fine(worker.url), "recovery from hostile clients"),
+            ),
+        ),
         "ollama_hang": Scenario(
             lambda: (
                 ollama.set_mode("hang"),
@@ -284,6 +317,7 @@ def main() -> int:
                     processes=args.client_processes,
                     warmup=args.warmup,
                     duration=args.duration,
+                    timeout=args.client_timeout,
                 )
                 result = dataclasses.replace(result, server_cpu=server.cpu_seconds() - cpu_before)
                 if scenario:
@@ -294,7 +328,8 @@ def main() -> int:
                     f"  p50 {result.p50 * 1e3:6.2f} ms  p99 {result.p99 * 1e3:6.2f} ms"
                     f"  CPU/request server {result.server_us_per_request:4.0f} us"
                     f" client {result.client_us_per_request:4.0f} us"
-                    f"  statuses {result.statuses} errors {result.errors}",
+                    f"  statuses {result.statuses} errors {result.errors}"
+                    f" (timeouts {result.timeouts})",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -304,6 +339,7 @@ def main() -> int:
         for server in servers.values():
             server.record_rss("end")
     finally:
+        hostile.close()
         for server in servers.values():
             server.stop()
         ollama.stop()
@@ -331,14 +367,20 @@ def print_report(
     print(
         f"load: {args.connections} keep-alive connections ({args.client_processes} client"
         f" processes), {args.rounds} rounds x {args.duration:g} s measured"
-        f" (+{args.warmup:g} s warm-up); gunicorn gthread 2 processes x 8 threads;"
+        f" (+{args.warmup:g} s warm-up); {_server_shape(servers['worker'])};"
         f" {elapsed:.0f} s in all"
+    )
+    print(
+        f"hostile clients: {args.slow_bodies} bodies trickled 1 byte / 0.5 s and"
+        f" {args.silent} silent connections, held through the run; a normal request"
+        f" times out after {args.client_timeout:g} s"
     )
     print("figures: median over rounds (min-max); ratios are to the baseline of the same round")
     print()
     header = (
         f"{'target':<27} {'req/s':>17} {'p50 ms':>17} {'p99 ms':>18}"
         f" {'req/s ratio':>17} {'p99 ratio':>17} {'server CPU us/req':>18}"
+        f" {'errors (timeouts)':>18}"
     )
     print(header)
     print("-" * len(header))
@@ -350,6 +392,7 @@ def print_report(
             f" {cell([r.p50 for r in runs], 1e3, 2):>17} {cell([r.p99 for r in runs], 1e3, 2):>18}"
             f" {cell(rps_ratio, 1, 2):>17} {cell(p99_ratio, 1, 2):>17}"
             f" {cell([r.server_us_per_request for r in runs]):>18}"
+            f" {_failures(runs):>18}"
         )
     client = [r.client_us_per_request for runs in results.values() for r in runs]
     print(
@@ -358,12 +401,15 @@ def print_report(
     )
     statuses: dict[int, int] = {}
     errors = 0
-    for runs in results.values():
+    for target, runs in results.items():
         for run in runs:
-            errors += run.errors
+            errors += run.errors if target != "hostile" else 0
             for status, count in run.statuses.items():
                 statuses[status] = statuses.get(status, 0) + count
-    print(f"\nstatuses over every run: {statuses}; connection errors: {errors}")
+    print(
+        f"\nstatuses over every run: {statuses}; connection errors (hostile runs aside):"
+        f" {errors}"
+    )
 
     print("\nRSS per gunicorn worker process (KiB)")
     print(
@@ -412,6 +458,17 @@ def print_report(
         worst <= RSS_GROWTH_LIMIT_KIB and all(g is not None for g in growths),
         f"largest {worst:+d} KiB",
     )
+    hostile = results["hostile"]
+    hostile_rps, hostile_p99 = _ratios(hostile, baseline)
+    failed = sum(r.errors for r in hostile)
+    refused = sum(n for r in hostile for status, n in r.statuses.items() if status != 200)
+    _verdict(
+        "normal clients served beside hostile ones (every answer 200, no error or timeout;"
+        f" p99 <= {P99_TARGET:g}x baseline)",
+        failed == 0 and refused == 0 and summarise(hostile_p99)[0] <= P99_TARGET,
+        f"errors {failed}, not 200: {refused}, req/s ratio {summarise(hostile_rps)[0]:.2f},"
+        f" p99 ratio {summarise(hostile_p99)[0]:.2f}",
+    )
     gone = [pid for s in servers.values() for pid in s.rss["start"] if pid not in s.rss["end"]]
     _verdict("no worker process replaced during the run", not gone, f"replaced: {gone or 'none'}")
     bad = {s: n for s, n in statuses_of(results).items() if s != 200}
@@ -419,6 +476,20 @@ def print_report(
         "every answer 200, no connection error",
         not bad and errors == 0,
         f"others: {bad or 'none'}, errors: {errors}",
+    )
+
+
+def _failures(runs: list[RunResult]) -> str:
+    return f"{sum(r.errors for r in runs)} ({sum(r.timeouts for r in runs)})"
+
+
+def _server_shape(server: Server) -> str:
+    settings = load_settings(server.env)
+    if settings.worker_class == "gevent":
+        return f"gunicorn gevent {settings.worker_workers} processes"
+    return (
+        f"gunicorn gthread {settings.worker_workers} processes"
+        f" x {settings.worker_threads} threads"
     )
 
 

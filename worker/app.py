@@ -20,6 +20,9 @@ from worker.report import ReportBuilder
 from worker.sampling import Sampler
 
 MAX_AGENT_ID_CHARS = 128
+# Read and dropped after a too-large body before answering 413: closing a socket with
+# unread input makes the kernel send a reset, which can destroy the answer in flight.
+DRAIN_LIMIT_BYTES = 1024 * 1024
 log = logging.getLogger("agent_net.http")
 
 
@@ -80,6 +83,20 @@ def _read_body() -> bytes:
     return body
 
 
+def _drain_body(limit: int = DRAIN_LIMIT_BYTES) -> None:
+    """Discard what is left of the request body, up to `limit` bytes (best effort)."""
+    stream = request.environ.get("wsgi.input")
+    drained = 0
+    try:
+        while stream is not None and drained < limit:
+            chunk = stream.read(min(65536, limit - drained))
+            if not chunk:
+                break
+            drained += len(chunk)
+    except Exception:  # a broken body ends the drain, never the answer
+        return
+
+
 def _bearer_matches(header: str | None, token: str) -> bool:
     if not header:
         return False
@@ -135,6 +152,8 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
             code,
         )
         response = error_response(status, code, detail)
+        if status == 413:
+            _drain_body()
         if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
@@ -157,6 +176,11 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
                 "a valid Authorization: Bearer token is required",
                 {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
+        # The body first: a client still sending one (slowly, maybe on purpose) holds a
+        # connection, not one of the capacity slots that running jobs are counted in.
+        body = _read_body()
+        if len(body) > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
         with limiter.acquire() as slot:
             if slot is None:
                 raise ApiError(
@@ -165,9 +189,6 @@ def create_app(settings: Settings, sampler: Sampler, runtime_dir: Path) -> Flask
                     f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
                     {"Retry-After": "1"},
                 )
-            body = _read_body()
-            if len(body) > settings.max_body_bytes:
-                raise RequestEntityTooLarge()
             agent_id = parse_job_body(body)
             return Response(reports.render(agent_id), mimetype="application/json")
 

@@ -95,7 +95,9 @@ class Settings(BaseModel):
     worker_host: str = Field("0.0.0.0", alias="WORKER_HOST", min_length=1)  # noqa: S104
     worker_port: int = Field(9876, alias="WORKER_PORT", ge=1, le=65_535)
     worker_workers: int = Field(2, alias="WORKER_WORKERS", ge=1, le=64)
+    worker_class: Literal["gthread", "gevent"] = Field("gevent", alias="WORKER_CLASS")
     worker_threads: int = Field(8, alias="WORKER_THREADS", ge=1, le=256)
+    worker_connections: int = Field(1000, alias="WORKER_CONNECTIONS", ge=1, le=100_000)
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024, le=16 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", alias="LOG_LEVEL"
@@ -209,6 +211,11 @@ class Settings(BaseModel):
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("worker_class", mode="before")
+    @classmethod
+    def _lower_worker_class(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pynvml
 
+from worker.realthreads import real_lock
 from worker.sources import SourceUnavailable
 
 MIB = 1024 * 1024
@@ -111,7 +111,7 @@ class GpuReader:
     """Reads every GPU through NVML. NVML is initialised lazily, in the calling process."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = real_lock()  # the sampler's real thread holds it across NVML calls
         self._initialised = False
         self._gpu_errors: dict[int, str] = {}
 

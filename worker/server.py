@@ -65,8 +65,19 @@ def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
     }
 
 
+def yield_to_hub(worker: Any, request: Any) -> None:
+    """gunicorn `pre_request` under gevent: let other greenlets run once per request.
+
+    A keep-alive connection whose next request is already buffered would otherwise be
+    served again and again without yielding, and other connections' tails grow long.
+    """
+    import gevent
+
+    gevent.sleep(0)
+
+
 class WorkerServer(BaseApplication):
-    """Runs create_app() under gunicorn's gthread workers with the worker's settings."""
+    """Runs create_app() under gunicorn (gthread or gevent) with the worker's settings."""
 
     def __init__(self, settings: Settings, runtime_dir: Path) -> None:
         self.settings = settings
@@ -79,8 +90,7 @@ class WorkerServer(BaseApplication):
         options: dict[str, Any] = {
             "bind": [_bind_address(settings.worker_host, settings.worker_port)],
             "workers": settings.worker_workers,
-            "worker_class": "gthread",
-            "threads": settings.worker_threads,
+            "worker_class": settings.worker_class,
             "timeout": 30,
             "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
             "keepalive": 5,
@@ -98,6 +108,12 @@ class WorkerServer(BaseApplication):
             "child_exit": self._child_exit,
             "on_exit": self._on_exit,
         }
+        if settings.worker_class == "gevent":
+            # One greenlet per connection: slow or silent clients cost memory, not threads.
+            options |= {"worker_connections": settings.worker_connections}
+            options["pre_request"] = yield_to_hub
+        else:
+            options |= {"threads": settings.worker_threads}
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -108,11 +124,15 @@ class WorkerServer(BaseApplication):
 
     # --- hooks ------------------------------------------------------------------------------
     def _when_ready(self, server: Any) -> None:
+        settings = self.settings
         log.info(
-            "worker_listening address=%s workers=%d threads=%d",
-            _bind_address(self.settings.worker_host, self.settings.worker_port),
-            self.settings.worker_workers,
-            self.settings.worker_threads,
+            "worker_listening address=%s class=%s workers=%d %s",
+            _bind_address(settings.worker_host, settings.worker_port),
+            settings.worker_class,
+            settings.worker_workers,
+            f"connections={settings.worker_connections}"
+            if settings.worker_class == "gevent"
+            else f"threads={settings.worker_threads}",
         )
         registrar.start(self.settings, self.runtime_dir)
 

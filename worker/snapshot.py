@@ -1,6 +1,7 @@
 """Background sampling: each source is read in its own thread; requests read the result.
 
-The request path never calls NVML or Ollama. Each source thread loops: read, publish,
+The request path never calls NVML or Ollama. Each source thread (a real OS thread, also
+under gevent: see worker/realthreads.py) loops: read, publish,
 sleep. A read that runs past the source's timeout is visible at once as `stale` (with the
 last good reading), because the view is computed from timestamps when a request asks,
 not when the stuck call returns. One thread per source means a hung call never piles up
@@ -10,12 +11,12 @@ more threads behind it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from worker.realthreads import RealEvent, start_real_thread
 from worker.sources import SourceUnavailable
 
 T = TypeVar("T")
@@ -75,13 +76,13 @@ class SourceSampler(Generic[T]):
         self._clock = clock
         self._sample: Sample[T] = Sample()
         self._in_flight_since: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sampler-{name}", daemon=True)
+        # Real OS thread and locks even under gevent: a read may block in C (NVML).
+        self._stop = RealEvent()
         self._logged_error: str | None = None
-        self._first_answer = threading.Event()
+        self._first_answer = RealEvent()
 
     def start(self) -> None:
-        self._thread.start()
+        start_real_thread(self._run, f"sampler-{self.name}")
 
     def stop(self) -> None:
         self._stop.set()

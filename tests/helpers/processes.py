@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import select
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,55 +150,21 @@ class WorkerProcess:
         return self.process.returncode
 
 
-SLOW_JOB_BODY = b'{"agent_id": "slow"}'
+def worker_runtime_dir(worker: WorkerProcess) -> Path:
+    """The runtime directory a running worker logged at start (its capacity file is there)."""
+    match = re.search(r"runtime_dir=(\S+)", worker.logs())
+    assert match, "the worker logs its runtime directory at start"
+    return Path(match.group(1))
 
 
-class HeldJob:
-    """A job whose headers reached the worker and whose body has not: it holds a slot."""
-
-    def __init__(self, port: int, headers: Mapping[str, str] | None = None) -> None:
-        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.sendall(
-            b"POST /gpu-check HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
-            + extra.encode()
-            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(SLOW_JOB_BODY)
-            + SLOW_JOB_BODY[:1]
-        )
-
-    def answered(self) -> bool:
-        """True if the worker already answered (it was refused instead of holding a slot)."""
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
-
-    def release(self) -> tuple[int, bytes]:
-        """Send the rest of the body; the worker's (status, body)."""
-        self.sock.sendall(SLOW_JOB_BODY[1:])
-        data = b""
-        while chunk := self.sock.recv(65536):
-            data += chunk
-        self.sock.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
-
-
-def hold_every_slot(
-    worker: WorkerProcess, capacity: int, headers: Mapping[str, str] | None = None
-) -> list[HeldJob]:
-    """Hold all `capacity` slots, proven by a direct job answered 503 while every holder
-    is still unanswered. A holder that raced a probe for a slot (and was refused) is
-    replaced, so the result does not depend on which gunicorn process ran first."""
-    held = [HeldJob(worker.port, headers) for _ in range(capacity)]
-
-    def full() -> bool:
-        for index, job in enumerate(held):
-            if job.answered():
-                job.sock.close()
-                held[index] = HeldJob(worker.port, headers)
-        status, _, _ = http(
-            "POST", f"{worker.url}/gpu-check", b'{"agent_id": "probe"}', headers, timeout=5
-        )
-        return status == 503 and not any(job.answered() for job in held)
-
-    wait_for(full, 15, interval=0.1, what=f"{capacity} held slots")
-    return held
+@contextmanager
+def capacity_slots_held(worker: WorkerProcess, slots: int) -> Iterator[None]:
+    """Hold `slots` of the worker's capacity slots from this process, as running jobs in
+    other worker processes would (the same byte locks on the same file)."""
+    fd = os.open(worker_runtime_dir(worker) / "capacity.slots", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for slot in range(slots):
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+        yield
+    finally:
+        os.close(fd)  # drops every lock this process holds on the file

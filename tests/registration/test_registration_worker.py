@@ -7,7 +7,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.helpers.processes import WorkerProcess, free_port, hold_every_slot, http, wait_for
+from tests.helpers.processes import (
+    WorkerProcess,
+    capacity_slots_held,
+    free_port,
+    http,
+    wait_for,
+)
 from tests.registration.support import (
     ORCH_SECRET,
     StandinProcess,
@@ -132,6 +138,9 @@ def test_a_stale_token_makes_the_orchestrator_forget_and_registration_heals(
     assert "request_rejected method=POST path=/gpu-check status=401" in worker.logs()
 
 
+SLOW_BODY = b'{"agent_id": "slow"}'
+
+
 def test_capacity_overflow_is_a_503_through_the_orchestrator(
     standin_process: StartStandin, start_worker: StartWorker
 ) -> None:
@@ -139,19 +148,20 @@ def test_capacity_overflow_is_a_503_through_the_orchestrator(
     worker = start_worker(worker_env([orch], CAPABILITY_CAPACITY="1"))
     wait_for(lambda: registered(orch), 10, what="registration")
     assert registered(orch)["capacity"] == 1
-    [holder] = hold_every_slot(worker, 1, {"Authorization": f"Bearer {TOKEN}"})
+    with capacity_slots_held(worker, 1):  # the only slot: a job running elsewhere
 
-    def overflow() -> list[Any]:
-        response = submit_job(orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net")
-        return [response] if response.status_code == 503 else []
+        def overflow() -> list[Any]:
+            response = submit_job(
+                orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net"
+            )
+            return [response] if response.status_code == 503 else []
 
-    started = time.monotonic()
-    [response] = wait_for(overflow, 10, what="a 503 while the only slot is held")
-    assert time.monotonic() - started < 5
-    # go-livepeer passes the status and body on through http.Error (text/plain).
-    assert json.loads(response.text)["error"] == "at_capacity"
-    assert registered(orch) is not None  # a 503 does not make the orchestrator forget
+        started = time.monotonic()
+        [response] = wait_for(overflow, 10, what="a 503 while the only slot is held")
+        assert time.monotonic() - started < 5
+        # go-livepeer passes the status and body on through http.Error (text/plain).
+        assert json.loads(response.text)["error"] == "at_capacity"
+        assert registered(orch) is not None  # a 503 does not make the orchestrator forget
 
-    assert holder.release()[0] == 200
     response = submit_job(orch.url, "gpu-check", {"agent_id": "after"}, capability="agent-net")
     assert response.status_code == 200 and response.json()["agent_id"] == "after"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 
-from tests.helpers.processes import hold_every_slot, http, post_json
+from tests.helpers.processes import capacity_slots_held, http, post_json
 from tests.standins.ollama_api import OllamaStandIn
 
 TOKEN = "job-token-7c1f"
@@ -52,20 +53,47 @@ def test_token_is_required_on_job_routes_only(start_worker, ollama: OllamaStandI
     assert "status=401 error=unauthorized" in worker.logs()
 
 
-def test_capacity_overflow_answers_503_at_once_and_frees_up(start_worker, ollama) -> None:
-    worker = start_worker(
-        {"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2", "WORKER_THREADS": "8"}
+def _open_slow_job(port: int) -> socket.socket:
+    """A job whose headers arrived and whose body is still on its way."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    body = b'{"agent_id": "slow"}'
+    sock.sendall(
+        b"POST /gpu-check HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body[:5])
     )
-    holders = hold_every_slot(worker, 2)
-    status, document = worker.check()
-    assert status == 503
-    assert document["error"] == "at_capacity"
-    assert "capacity" in document["detail"]
-    _, headers, _ = http("POST", f"{worker.url}/agent-net", b'{"agent_id": "x"}')
-    assert headers["Retry-After"] == "1"
-    assert http("GET", f"{worker.url}/healthz")[0] == 200  # health is not a job
-    for holder in holders:
-        status, body = holder.release()
-        assert status == 200 and json.loads(body)["agent_id"] == "slow"
+    return sock
+
+
+def _finish(sock: socket.socket) -> tuple[int, dict]:
+    sock.sendall(b'{"agent_id": "slow"}'[5:])
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_capacity_overflow_answers_503_at_once_and_frees_up(start_worker, ollama) -> None:
+    worker = start_worker({"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2"})
+    with capacity_slots_held(worker, 2):
+        status, document = worker.check()
+        assert status == 503
+        assert document["error"] == "at_capacity"
+        assert "capacity" in document["detail"]
+        _, headers, _ = http("POST", f"{worker.url}/agent-net", b'{"agent_id": "x"}')
+        assert headers["Retry-After"] == "1"
+        assert http("GET", f"{worker.url}/healthz")[0] == 200  # health is not a job
     assert worker.check()[0] == 200
     assert "status=503 error=at_capacity" in worker.logs()
+
+
+def test_a_body_still_arriving_holds_no_capacity_slot(start_worker, ollama) -> None:
+    worker = start_worker({"OLLAMA_HOST": ollama.url, "CAPABILITY_CAPACITY": "2"})
+    holders = [_open_slow_job(worker.port) for _ in range(3)]
+    for _ in range(4):
+        status, document = worker.check()
+        assert status == 200, document
+    for sock in holders:
+        status, document = _finish(sock)
+        assert status == 200 and document["agent_id"] == "slow"

@@ -26,6 +26,19 @@ def test_defaults_with_an_empty_environment() -> None:
     assert settings.register_interval_seconds == 30
     assert settings.tls_verify is False
     assert settings.job_routes == ["gpu-check", "agent-net"]
+    assert settings.worker_class == "gevent"
+
+
+@pytest.mark.parametrize("value", ["gthread", "gevent", " GEVENT ", "GThread"])
+def test_worker_class_is_one_of_two(value: str) -> None:
+    assert load_settings({"WORKER_CLASS": value}).worker_class == value.strip().lower()
+
+
+@pytest.mark.parametrize("value", ["sync", "eventlet", "gevent_pywsgi", ""])
+def test_other_worker_classes_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WORKER_CLASS": value})
+    assert "WORKER_CLASS" in str(caught.value)
 
 
 def test_every_bad_variable_is_named_in_one_message() -> None:
