@@ -1,7 +1,7 @@
 """The benchmark's baseline: an empty-JSON endpoint under the worker's own gunicorn server.
 
-`BaselineServer` subclasses `worker.server.WorkerServer` and replaces only the app, so the
-gunicorn options and hooks (worker class, processes, threads, timeouts, keep-alive, metrics
+It runs through `worker.__main__.serve` with only the app replaced, so the gunicorn
+options and hooks (worker class, processes, threads, timeouts, keep-alive, metrics
 directory) are the worker's and cannot drift. Environment as for `python -m worker`.
 
     python bench/baseline_app.py
@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.__main__ import prepare_metrics_dir, prepare_runtime_dir  # noqa: E402
+from worker.__main__ import serve  # noqa: E402
 from worker.config import load_settings  # noqa: E402
 from worker.logs import setup_logging  # noqa: E402
 
@@ -39,22 +39,7 @@ def baseline_app() -> Any:
 def main() -> int:
     settings = load_settings(os.environ)
     setup_logging(settings.log_level, settings.log_format)
-    runtime_dir, owned = prepare_runtime_dir()
-    prepare_metrics_dir(runtime_dir)  # as `python -m worker` does, before the server import
-    from worker.server import WorkerServer, remove_runtime_dir
-
-    class BaselineServer(WorkerServer):
-        def load(self) -> Any:
-            return baseline_app()
-
-    master_pid = os.getpid()
-    try:
-        BaselineServer(settings, runtime_dir).run()
-    finally:
-        # As in `python -m worker`: a forked worker's sys.exit unwinds through here too.
-        if owned and os.getpid() == master_pid:
-            remove_runtime_dir(runtime_dir)
-    return 0
+    return serve(settings, app_factory=baseline_app)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from worker.config import ConfigError, load_settings
+from worker.config import ConfigError, Settings, load_settings
 from worker.logs import setup_logging
 
 RUNTIME_DIR_VARIABLE = "AGENT_NET_RUNTIME_DIR"
@@ -40,15 +42,14 @@ def prepare_metrics_dir(runtime_dir: Path) -> Path:
     return path
 
 
-def main() -> int:
-    try:
-        settings = load_settings(os.environ)
-    except ConfigError as error:
-        print(f"agent-net: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.log_level, settings.log_format)
+def serve(settings: Settings, app_factory: Callable[[], Any] | None = None) -> int:
+    """Prepare the runtime and metrics directories, then run gunicorn until it stops.
+
+    `app_factory` replaces the worker's app (the benchmark's baseline uses it), keeping
+    every gunicorn option and hook.
+    """
     runtime_dir, owned = prepare_runtime_dir()
-    prepare_metrics_dir(runtime_dir)
+    prepare_metrics_dir(runtime_dir)  # before prometheus_client is imported (worker.server)
     from worker.server import WorkerServer, remove_runtime_dir
 
     logging.getLogger("agent_net.server").info(
@@ -60,13 +61,23 @@ def main() -> int:
     )
     master_pid = os.getpid()
     try:
-        WorkerServer(settings, runtime_dir).run()
+        WorkerServer(settings, runtime_dir, app_factory).run()
     finally:
         # gunicorn ends each forked worker with sys.exit, which unwinds through here too:
         # only the master, which created the directory, may remove it.
         if owned and os.getpid() == master_pid:
             remove_runtime_dir(runtime_dir)
     return 0
+
+
+def main() -> int:
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as error:
+        print(f"agent-net: {error}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    return serve(settings)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,12 @@ def yield_to_hub(worker: Any, request: Any) -> None:
 class WorkerServer(BaseApplication):
     """Runs create_app() under gunicorn (gthread or gevent) with the worker's settings."""
 
-    def __init__(self, settings: Settings, runtime_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, runtime_dir: Path, app_factory: Callable[[], Any] | None = None
+    ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
+        self.app_factory = app_factory
         self.sampler: Sampler | None = None
         super().__init__()
 
@@ -118,6 +122,8 @@ class WorkerServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        if self.app_factory is not None:
+            return self.app_factory()
         sampler = Sampler(self.settings)
         self.sampler = sampler
         return create_app(self.settings, sampler, self.runtime_dir)
