@@ -407,8 +407,7 @@ def print_report(
             for status, count in run.statuses.items():
                 statuses[status] = statuses.get(status, 0) + count
     print(
-        f"\nstatuses over every run: {statuses}; connection errors (hostile runs aside):"
-        f" {errors}"
+        f"\nstatuses over every run: {statuses}; connection errors (hostile runs aside): {errors}"
     )
 
     print("\nRSS per gunicorn worker process (KiB)")
@@ -488,8 +487,7 @@ def _server_shape(server: Server) -> str:
     if settings.worker_class == "gevent":
         return f"gunicorn gevent {settings.worker_workers} processes"
     return (
-        f"gunicorn gthread {settings.worker_workers} processes"
-        f" x {settings.worker_threads} threads"
+        f"gunicorn gthread {settings.worker_workers} processes x {settings.worker_threads} threads"
     )
 
 

@@ -18,7 +18,8 @@ done
 
 ensure_venv "[test]"
 cd "$ROOT"
-echo "agent-net: ruff check" >&2
+echo "agent-net: ruff check, ruff format --check" >&2
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 echo "agent-net: pytest" >&2
 exec "$VENV/bin/python" -m pytest "${pytest_args[@]}"

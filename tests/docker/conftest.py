@@ -33,9 +33,11 @@ def docker_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     except EngineUnavailable as exc:
         stop_engine(engine)
         pytest.fail(str(exc), pytrace=False)
-    line = (f"[docker engine] {engine.env['DOCKER_HOST']} "
-            f"({'started by this run' if engine.started_pid else 'already running'}), "
-            f"python:3.11-slim {how}, ready in {time.monotonic() - started:.1f}s")
+    line = (
+        f"[docker engine] {engine.env['DOCKER_HOST']} "
+        f"({'started by this run' if engine.started_pid else 'already running'}), "
+        f"python:3.11-slim {how}, ready in {time.monotonic() - started:.1f}s"
+    )
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if reporter is not None and capture is not None:

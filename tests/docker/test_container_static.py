@@ -25,12 +25,31 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 # Every variable the issue requires .env.example to document.
 REQUIRED_VARIABLES = (
-    "WORKER_HOST", "WORKER_PORT", "WORKER_WORKERS", "WORKER_THREADS", "OLLAMA_HOST",
-    "OLLAMA_MODEL", "LOG_LEVEL", "LOG_FORMAT", "SAMPLE_INTERVAL_SECONDS", "NVML_TIMEOUT_SECONDS",
-    "OLLAMA_TIMEOUT_SECONDS", "ORCH_URL", "ORCH_SECRET", "ORCH_SECRET_FILE", "CAPABILITY_NAME",
-    "CAPABILITY_URL", "CAPABILITY_DESCRIPTION", "CAPABILITY_CAPACITY",
-    "CAPABILITY_PRICE_PER_UNIT", "CAPABILITY_PRICE_SCALING", "CAPABILITY_CURRENCY",
-    "WORKER_TOKEN", "REGISTER_INTERVAL_SECONDS", "ORCH_CA_BUNDLE", "ORCH_TLS_VERIFY",
+    "WORKER_HOST",
+    "WORKER_PORT",
+    "WORKER_WORKERS",
+    "WORKER_THREADS",
+    "OLLAMA_HOST",
+    "OLLAMA_MODEL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "SAMPLE_INTERVAL_SECONDS",
+    "NVML_TIMEOUT_SECONDS",
+    "OLLAMA_TIMEOUT_SECONDS",
+    "ORCH_URL",
+    "ORCH_SECRET",
+    "ORCH_SECRET_FILE",
+    "CAPABILITY_NAME",
+    "CAPABILITY_URL",
+    "CAPABILITY_DESCRIPTION",
+    "CAPABILITY_CAPACITY",
+    "CAPABILITY_PRICE_PER_UNIT",
+    "CAPABILITY_PRICE_SCALING",
+    "CAPABILITY_CURRENCY",
+    "WORKER_TOKEN",
+    "REGISTER_INTERVAL_SECONDS",
+    "ORCH_CA_BUNDLE",
+    "ORCH_TLS_VERIFY",
     "WORKER_BIND",
 )
 
@@ -42,14 +61,16 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def compose(*args: str, env_file: Path | None = ENV_EXAMPLE, **extra: str
-            ) -> subprocess.CompletedProcess[str]:
+def compose(
+    *args: str, env_file: Path | None = ENV_EXAMPLE, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run the real `docker-compose` (Compose v5) from the repository root."""
     cmd = [COMPOSE]
     if env_file is not None:
         cmd += ["--env-file", str(env_file)]
-    return subprocess.run([*cmd, *args], cwd=ROOT, env=_clean_env(**extra),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*cmd, *args], cwd=ROOT, env=_clean_env(**extra), capture_output=True, text=True, timeout=60
+    )
 
 
 def resolved(*files: str) -> dict[str, Any]:
@@ -69,8 +90,9 @@ def example_values() -> dict[str, str]:
     return values
 
 
-@pytest.mark.parametrize("files", [(MAIN,), (GATEWAY,), (MAIN, GATEWAY)],
-                         ids=["main", "gateway", "both"])
+@pytest.mark.parametrize(
+    "files", [(MAIN,), (GATEWAY,), (MAIN, GATEWAY)], ids=["main", "gateway", "both"]
+)
 def test_compose_files_validate_with_env_example(files: tuple[str, ...]) -> None:
     args = [a for f in files for a in ("-f", f)]
     res = compose(*args, "config", "-q")
@@ -78,8 +100,7 @@ def test_compose_files_validate_with_env_example(files: tuple[str, ...]) -> None
 
 
 @pytest.mark.parametrize("files", [(MAIN,), (GATEWAY,)], ids=["main", "gateway"])
-def test_compose_files_validate_without_env_file_given_the_secret(files: tuple[str, ...]
-                                                                  ) -> None:
+def test_compose_files_validate_without_env_file_given_the_secret(files: tuple[str, ...]) -> None:
     args = [a for f in files for a in ("-f", f)]
     res = compose(*args, "config", "-q", env_file=Path(os.devnull), ORCH_SECRET="s3cret")
     assert res.returncode == 0, res.stderr
@@ -87,8 +108,9 @@ def test_compose_files_validate_without_env_file_given_the_secret(files: tuple[s
 
 def test_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
     env_file = tmp_path / "no-secret.env"
-    env_file.write_text("\n".join(f"{k}={v}" for k, v in example_values().items()
-                                  if k != "ORCH_SECRET"))
+    env_file.write_text(
+        "\n".join(f"{k}={v}" for k, v in example_values().items() if k != "ORCH_SECRET")
+    )
     res = compose("-f", MAIN, "config", "-q", env_file=env_file)
     assert res.returncode != 0
     assert "ORCH_SECRET" in res.stderr
@@ -100,8 +122,11 @@ def test_env_example_documents_every_variable() -> None:
     assert not missing, f".env.example lacks {missing}"
     used = set()
     for name in (MAIN, GATEWAY):
-        text = "\n".join(line.split(" #")[0] for line in (ROOT / name).read_text().splitlines()
-                         if not line.lstrip().startswith("#"))
+        text = "\n".join(
+            line.split(" #")[0]
+            for line in (ROOT / name).read_text().splitlines()
+            if not line.lstrip().startswith("#")
+        )
         used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
     undocumented = sorted(used - documented)
     assert not undocumented, f"compose uses undocumented variables {undocumented}"
@@ -135,8 +160,9 @@ def test_main_stack_wiring() -> None:
     for svc in (ollama, worker):
         devices = svc["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
-    assert any(v["source"] == "ollama_data" and v["target"] == "/root/.ollama"
-               for v in ollama["volumes"])
+    assert any(
+        v["source"] == "ollama_data" and v["target"] == "/root/.ollama" for v in ollama["volumes"]
+    )
     assert "agent-net-ollama-healthcheck" in " ".join(ollama["healthcheck"]["test"])
 
     # worker: loopback port, settings, order, restart.
@@ -188,20 +214,21 @@ def test_gateway_alone_and_together() -> None:
     assert mount["read_only"] is True and mount["source"] == str(ROOT / "gateway_config")
     both = resolved(MAIN, GATEWAY)
     assert set(both["services"]) == {"ollama", "worker", "orchestrator", "gateway"}
-    assert both["services"]["gateway"]["networks"] == both["services"]["orchestrator"][
-        "networks"]
+    assert both["services"]["gateway"]["networks"] == both["services"]["orchestrator"]["networks"]
 
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "ollama/Dockerfile"])
 def test_hadolint_passes(dockerfile: str) -> None:
-    res = subprocess.run([HADOLINT, dockerfile], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [HADOLINT, dockerfile], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     for line in (ROOT / dockerfile).read_text().splitlines():
         if "hadolint ignore" in line:
             reason = line.split("hadolint ignore", 1)[1]
             assert re.search(r"[a-z]{4,}.*[a-z]{4,}", reason.split("=", 1)[-1]), (
-                f"unjustified ignore in {dockerfile}: {line}")
+                f"unjustified ignore in {dockerfile}: {line}"
+            )
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -219,24 +246,26 @@ def test_worker_dockerfile_contract() -> None:
     ins = _instructions("Dockerfile")
     froms = [rest for word, rest in ins if word == "FROM"]
     assert froms and all(f.split()[0] == "python:3.11-slim" for f in froms)
-    runtime = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    runtime = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
     runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert "[payments" not in runs and "[test" not in runs and "[" not in runs.split(
-        "install")[-1]
+    assert "[payments" not in runs and "[test" not in runs and "[" not in runs.split("install")[-1]
     assert "'dependencies'" in runs, "dependencies must come from pyproject's metadata"
     user = [rest for word, rest in runtime if word == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     cmd = [rest for word, rest in runtime if word == "CMD"][-1]
     assert json.loads(cmd) == ["python", "-m", "worker"], "exec-form CMD"
     health = [rest for word, rest in runtime if word == "HEALTHCHECK"][-1]
-    health_cmd = json.loads(health[health.index("CMD") + 3:].strip())
+    health_cmd = json.loads(health[health.index("CMD") + 3 :].strip())
     assert health_cmd[:2] == ["python", "-c"] and "urllib" in health_cmd[2]
     assert "/readyz" in health_cmd[2] or "/healthz" in health_cmd[2]
     envs = " ".join(rest for word, rest in runtime if word == "ENV")
     assert "NVIDIA_DRIVER_CAPABILITIES=utility" in envs
     assert "NVIDIA_VISIBLE_DEVICES=all" in envs
-    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ignored[0] == "*" and "!worker/" in ignored and "!tests/" not in ignored
 
 

@@ -45,8 +45,13 @@ class Entrypoint:
 
     def start(self) -> Entrypoint:
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([str(ENTRYPOINT)], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(ENTRYPOINT)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     @property

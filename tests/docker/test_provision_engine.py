@@ -9,8 +9,7 @@ import provision_engine as pe
 import pytest
 
 
-def test_no_engine_and_no_root_fails_naming_the_opt_out(monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
+def test_no_engine_and_no_root_fails_naming_the_opt_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pe, "_answers", lambda docker, env: False)
     monkeypatch.setattr(pe.os, "geteuid", lambda: 1000)
     with pytest.raises(pe.EngineUnavailable) as info:
@@ -20,7 +19,8 @@ def test_no_engine_and_no_root_fails_naming_the_opt_out(monkeypatch: pytest.Monk
 
 
 def test_no_engine_no_apt_no_dockerd_fails_naming_the_opt_out(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(pe, "_answers", lambda docker, env: False)
     monkeypatch.setattr(pe.os, "geteuid", lambda: 0)
     monkeypatch.setattr(pe.shutil, "which", lambda name: None)
@@ -29,8 +29,7 @@ def test_no_engine_no_apt_no_dockerd_fails_naming_the_opt_out(
     assert "scripts/test.sh --no-docker" in str(info.value)
 
 
-def test_an_answering_engine_is_used_and_never_stopped(monkeypatch: pytest.MonkeyPatch
-                                                       ) -> None:
+def test_an_answering_engine_is_used_and_never_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pe, "_docker_cli", lambda: "/usr/bin/docker")
     monkeypatch.setattr(pe, "_answers", lambda docker, env: True)
     monkeypatch.setattr(pe, "_start_dockerd", lambda *a: pytest.fail("must not start dockerd"))
@@ -41,7 +40,8 @@ def test_an_answering_engine_is_used_and_never_stopped(monkeypatch: pytest.Monke
 
 
 def test_a_started_engine_is_left_running_while_another_session_uses_it(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(pe, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(pe, "LEASES", tmp_path / "leases")
     stopped: list[int] = []

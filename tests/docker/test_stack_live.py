@@ -68,29 +68,50 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, interval: floa
 class Stack:
     """One compose project of the production file + the test override."""
 
-    def __init__(self, engine: Engine, project: str, env_file: Path,
-                 say: Callable[[str], None]) -> None:
+    def __init__(
+        self, engine: Engine, project: str, env_file: Path, say: Callable[[str], None]
+    ) -> None:
         self.engine = engine
         self.project = project
         self.env_file = env_file
         self.say = say
-        self.values = dict(line.split("=", 1) for line in env_file.read_text().splitlines()
-                           if "=" in line and not line.startswith("#"))
+        self.values = dict(
+            line.split("=", 1)
+            for line in env_file.read_text().splitlines()
+            if "=" in line and not line.startswith("#")
+        )
         self.worker_url = f"http://127.0.0.1:{self.values['WORKER_PORT']}"
         self.token = self.values["WORKER_TOKEN"]
         self.orch_url = f"https://127.0.0.1:{self.values['ORCH_PUBLISHED_PORT']}"
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 300
-                ) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in self.engine.env.items()
-               if k in ("PATH", "HOME", "DOCKER_HOST", "LANG", "TMPDIR")}
-        cmd = [COMPOSE, "--env-file", str(self.env_file), "-p", self.project,
-               "-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE), *args]
-        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=timeout)
+    def compose(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            k: v
+            for k, v in self.engine.env.items()
+            if k in ("PATH", "HOME", "DOCKER_HOST", "LANG", "TMPDIR")
+        }
+        cmd = [
+            COMPOSE,
+            "--env-file",
+            str(self.env_file),
+            "-p",
+            self.project,
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "-f",
+            str(OVERRIDE),
+            *args,
+        ]
+        res = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
         if check and res.returncode != 0:
-            pytest.fail(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n"
-                        f"{res.stderr}\n{self.logs()}")
+            pytest.fail(
+                f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n"
+                f"{res.stderr}\n{self.logs()}"
+            )
         return res
 
     def container(self, service: str) -> dict[str, Any]:
@@ -105,10 +126,11 @@ class Stack:
     def gpu_check(self, token: str | None = None) -> tuple[int, dict[str, Any]]:
         """POST /gpu-check straight to the published port (with WORKER_TOKEN by default)."""
         body = json.dumps({"agent_id": "live-test"}).encode()
-        headers = {"Content-Type": "application/json",
-                   "Authorization": f"Bearer {self.token if token is None else token}"}
-        req = urllib.request.Request(f"{self.worker_url}/gpu-check", data=body,
-                                     headers=headers)
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.token if token is None else token}",
+        }
+        req = urllib.request.Request(f"{self.worker_url}/gpu-check", data=body, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
@@ -119,8 +141,9 @@ class Stack:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(f"{self.orch_url}/_standin/capabilities", timeout=5,
-                                    context=ctx) as resp:
+        with urllib.request.urlopen(
+            f"{self.orch_url}/_standin/capabilities", timeout=5, context=ctx
+        ) as resp:
             return json.loads(resp.read())
 
     def registered(self) -> dict[str, Any] | None:
@@ -128,10 +151,18 @@ class Stack:
         return next((c for c in caps if c["name"] == "agent-net"), None)
 
     def probe(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("WORKER_TOKEN", "WORKER_PORT", "CAPABILITY_NAME")}
-        return subprocess.run([str(ROOT / "scripts" / "probe.sh"), *args], env=env,
-                              capture_output=True, text=True, timeout=30)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("WORKER_TOKEN", "WORKER_PORT", "CAPABILITY_NAME")
+        }
+        return subprocess.run(
+            [str(ROOT / "scripts" / "probe.sh"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
 
 def _build_context(files: dict[str, Path]) -> Path:
@@ -183,18 +214,21 @@ def stack(docker_engine: Engine, request: pytest.FixtureRequest) -> Iterator[Sta
     ollama_base = f"agentnet-test/ollama-standin:{tag}"
     orch_image = f"agentnet-test/orchestrator-standin:{tag}"
     env_file = run_dir / "run.env"
-    _write_env_file(env_file, {
-        "ORCH_SECRET": secrets.token_hex(16),
-        "WORKER_TOKEN": secrets.token_hex(16),
-        "WORKER_BIND": "127.0.0.1",
-        "WORKER_PORT": str(_free_port()),
-        "ORCH_BIND": "127.0.0.1",
-        "ORCH_PUBLISHED_PORT": str(_free_port()),
-        "AGENT_NET_IMAGE_TAG": tag,
-        "TEST_OLLAMA_BASE_IMAGE": ollama_base,
-        "TEST_ORCHESTRATOR_IMAGE": orch_image,
-        "TEST_FAKE_NVML_DIR": str(nvml_dir),
-    })
+    _write_env_file(
+        env_file,
+        {
+            "ORCH_SECRET": secrets.token_hex(16),
+            "WORKER_TOKEN": secrets.token_hex(16),
+            "WORKER_BIND": "127.0.0.1",
+            "WORKER_PORT": str(_free_port()),
+            "ORCH_BIND": "127.0.0.1",
+            "ORCH_PUBLISHED_PORT": str(_free_port()),
+            "AGENT_NET_IMAGE_TAG": tag,
+            "TEST_OLLAMA_BASE_IMAGE": ollama_base,
+            "TEST_ORCHESTRATOR_IMAGE": orch_image,
+            "TEST_FAKE_NVML_DIR": str(nvml_dir),
+        },
+    )
     st = Stack(engine, project, env_file, say)
     contexts: list[Path] = []
 
@@ -202,26 +236,37 @@ def stack(docker_engine: Engine, request: pytest.FixtureRequest) -> Iterator[Sta
         t0 = time.monotonic()
         if request.session.testsfailed:
             say("logs at failure:\n" + st.logs()[-20000:])
-        st.compose("down", "-v", "--rmi", "all", "--remove-orphans", "--timeout", "5",
-                   check=False)
+        st.compose("down", "-v", "--rmi", "all", "--remove-orphans", "--timeout", "5", check=False)
         engine.run("rmi", ollama_base, check=False)
         for ctx in contexts:
             shutil.rmtree(ctx, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
-        say(f"cleanup {time.monotonic() - t0:.1f}s; whole live run "
-            f"{time.monotonic() - started:.1f}s")
+        say(
+            f"cleanup {time.monotonic() - t0:.1f}s; whole live run "
+            f"{time.monotonic() - started:.1f}s"
+        )
 
     request.addfinalizer(cleanup)
 
     t0 = time.monotonic()
     images = HERE / "images"
-    contexts.append(_build_context({
-        "Dockerfile": images / "ollama-standin" / "Dockerfile",
-        "ollama": images / "ollama-standin" / "ollama"}))
-    contexts.append(_build_context({
-        "Dockerfile": images / "orchestrator-standin" / "Dockerfile",
-        "livepeer": images / "orchestrator-standin" / "livepeer",
-        "orchestrator.py": ROOT / "tests" / "standins" / "orchestrator.py"}))
+    contexts.append(
+        _build_context(
+            {
+                "Dockerfile": images / "ollama-standin" / "Dockerfile",
+                "ollama": images / "ollama-standin" / "ollama",
+            }
+        )
+    )
+    contexts.append(
+        _build_context(
+            {
+                "Dockerfile": images / "orchestrator-standin" / "Dockerfile",
+                "livepeer": images / "orchestrator-standin" / "livepeer",
+                "orchestrator.py": ROOT / "tests" / "standins" / "orchestrator.py",
+            }
+        )
+    )
     engine.run("build", "-q", "-t", ollama_base, str(contexts[0]))
     engine.run("build", "-q", "-t", orch_image, str(contexts[1]))
     standins_s = time.monotonic() - t0
@@ -238,17 +283,24 @@ def stack(docker_engine: Engine, request: pytest.FixtureRequest) -> Iterator[Sta
 
 
 def test_worker_image_is_small_non_root_and_runtime_only(stack: Stack) -> None:
-    size = int(stack.engine.run("image", "inspect", "-f", "{{.Size}}",
-                                f"agent-net-worker:{stack.values['AGENT_NET_IMAGE_TAG']}")
-               .stdout)
-    base = int(stack.engine.run("image", "inspect", "-f", "{{.Size}}", "python:3.11-slim")
-               .stdout)
+    size = int(
+        stack.engine.run(
+            "image",
+            "inspect",
+            "-f",
+            "{{.Size}}",
+            f"agent-net-worker:{stack.values['AGENT_NET_IMAGE_TAG']}",
+        ).stdout
+    )
+    base = int(stack.engine.run("image", "inspect", "-f", "{{.Size}}", "python:3.11-slim").stdout)
     growth_mb = (size - base) / 1e6
     stack.say(f"worker image adds {growth_mb:.1f} MB to python:3.11-slim")
     assert growth_mb <= MAX_IMAGE_GROWTH_MB
-    probe = ("import importlib.util as u, os, shutil; print(os.getuid(), "
-             "[m for m in ('web3', 'pytest', 'payments', 'tests') if u.find_spec(m)], "
-             "[c for c in ('gcc', 'cc') if shutil.which(c)])")
+    probe = (
+        "import importlib.util as u, os, shutil; print(os.getuid(), "
+        "[m for m in ('web3', 'pytest', 'payments', 'tests') if u.find_spec(m)], "
+        "[c for c in ('gcc', 'cc') if shutil.which(c)])"
+    )
     out = stack.compose("exec", "-T", "worker", "python", "-c", probe).stdout.strip()
     assert out == "10001 [] []", out
     env = stack.container("worker")["Config"]["Env"]
@@ -292,16 +344,18 @@ def test_registers_again_after_an_orchestrator_restart(stack: Stack) -> None:
     first_start = stack.orchestrator_view()["started_at"]
     stack.compose("restart", "orchestrator")
     t0 = time.monotonic()
-    view = wait_until(lambda: (v := stack.orchestrator_view())["started_at"] != first_start
-                      and v, 30, "the restarted orchestrator")
+    view = wait_until(
+        lambda: (v := stack.orchestrator_view())["started_at"] != first_start and v,
+        30,
+        "the restarted orchestrator",
+    )
     assert view["started_at"] != first_start
     wait_until(stack.registered, 15, "re-registration after the restart")
     stack.say(f"re-registered {time.monotonic() - t0:.1f}s after `restart orchestrator`")
     assert stack.probe("--orchestrator", stack.orch_url).returncode == 0
 
 
-def test_ollama_stop_degrades_and_start_recovers_without_restarting_worker(
-        stack: Stack) -> None:
+def test_ollama_stop_degrades_and_start_recovers_without_restarting_worker(stack: Stack) -> None:
     before = stack.container("worker")["State"]["StartedAt"]
     stack.compose("stop", "ollama")
 
@@ -316,8 +370,9 @@ def test_ollama_stop_degrades_and_start_recovers_without_restarting_worker(
     assert res.returncode == 1 and "ollama" in res.stderr, res.stderr
 
     stack.compose("start", "ollama")
-    wait_until(lambda: stack.gpu_check()[1]["status"] == "success", 30,
-               "/gpu-check back to success")
+    wait_until(
+        lambda: stack.gpu_check()[1]["status"] == "success", 30, "/gpu-check back to success"
+    )
     worker = stack.container("worker")
     assert worker["State"]["StartedAt"] == before, "the worker must not have restarted"
     assert worker["RestartCount"] == 0
@@ -354,15 +409,20 @@ def test_down_then_up_reuses_the_model_volume_without_pulling(stack: Stack) -> N
 def test_failed_pull_leaves_ollama_unhealthy_with_the_reason(stack: Stack) -> None:
     reason = "pull model manifest: file does not exist"
     env_file = stack.env_file.with_name("pullfail.env")
-    env_file.write_text(stack.env_file.read_text().replace(
-        f"WORKER_PORT={stack.values['WORKER_PORT']}", f"WORKER_PORT={_free_port()}")
-        .replace(f"ORCH_PUBLISHED_PORT={stack.values['ORCH_PUBLISHED_PORT']}",
-                 f"ORCH_PUBLISHED_PORT={_free_port()}")
-        + f"TEST_OLLAMA_PULL_FAIL={reason}\n")
+    env_file.write_text(
+        stack.env_file.read_text()
+        .replace(f"WORKER_PORT={stack.values['WORKER_PORT']}", f"WORKER_PORT={_free_port()}")
+        .replace(
+            f"ORCH_PUBLISHED_PORT={stack.values['ORCH_PUBLISHED_PORT']}",
+            f"ORCH_PUBLISHED_PORT={_free_port()}",
+        )
+        + f"TEST_OLLAMA_PULL_FAIL={reason}\n"
+    )
     failing = Stack(stack.engine, stack.project + "-pullfail", env_file, stack.say)
     try:
-        res = failing.compose("up", "-d", "--wait", "--wait-timeout", "20", check=False,
-                              timeout=120)
+        res = failing.compose(
+            "up", "-d", "--wait", "--wait-timeout", "20", check=False, timeout=120
+        )
         assert res.returncode != 0, "up --wait must fail when the model cannot be pulled"
         complaint = (res.stdout + res.stderr).strip().splitlines()[-1]
         stack.say(f"failed pull: up --wait said: {complaint}")

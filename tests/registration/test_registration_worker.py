@@ -151,9 +151,7 @@ def test_capacity_overflow_is_a_503_through_the_orchestrator(
     with capacity_slots_held(worker, 1):  # the only slot: a job running elsewhere
 
         def overflow() -> list[Any]:
-            response = submit_job(
-                orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net"
-            )
+            response = submit_job(orch.url, "gpu-check", {"agent_id": "x"}, capability="agent-net")
             return [response] if response.status_code == 503 else []
 
         started = time.monotonic()

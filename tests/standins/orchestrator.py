@@ -206,8 +206,9 @@ class CapabilityStore:
     def remove(self, name: str, reason: str) -> None:
         with self._lock:
             existed = self._capabilities.pop(name, None) is not None
-            self.removed.append({"name": name, "reason": reason, "existed": existed,
-                                 "at": time.time()})
+            self.removed.append(
+                {"name": name, "reason": reason, "existed": existed, "at": time.time()}
+            )
 
     def get(self, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -236,8 +237,10 @@ class CapabilityStore:
         """Everything a test may look at; tokens appear only as `has_token`."""
         with self._lock:
             capabilities = [
-                {**{k: v for k, v in entry.items() if k != "token"},
-                 "has_token": bool(entry["token"])}
+                {
+                    **{k: v for k, v in entry.items() if k != "token"},
+                    "has_token": bool(entry["token"]),
+                }
                 for entry in self._capabilities.values()
             ]
             return {
@@ -263,8 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("access %s %s", self.address_string(), format % args)
 
     # Responses -------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str | None,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -276,8 +284,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _go_error(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
         """Go's http.Error: text/plain, nosniff, the message and a newline."""
-        self._send(status, (text + "\n").encode(), "text/plain; charset=utf-8",
-                   {"X-Content-Type-Options": "nosniff", **(headers or {})})
+        self._send(
+            status,
+            (text + "\n").encode(),
+            "text/plain; charset=utf-8",
+            {"X-Content-Type-Options": "nosniff", **(headers or {})},
+        )
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -341,17 +353,25 @@ class _Handler(BaseHTTPRequestHandler):
         if capability["currency"].lower() not in FIXED_PRICE_CURRENCIES:
             # go-livepeer panics ("PriceFeedWatcher is not initialized"): no answer at all.
             self.server.store.count("register_panicked")
-            log.error("register_panic currency=%r (go-livepeer drops the connection)",
-                      capability["currency"])
+            log.error(
+                "register_panic currency=%r (go-livepeer drops the connection)",
+                capability["currency"],
+            )
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         new = self.server.store.register(capability)
-        log.info("%s capability=%s url=%s capacity=%d price=%d/%d%s token=%s",
-                 "registered" if new else "re_registered",
-                 capability["name"], capability["url"], capability["capacity"],
-                 capability["price_per_unit"], capability["price_scaling"] or 1,
-                 capability["currency"], "yes" if capability["token"] else "no")
+        log.info(
+            "%s capability=%s url=%s capacity=%d price=%d/%d%s token=%s",
+            "registered" if new else "re_registered",
+            capability["name"],
+            capability["url"],
+            capability["capacity"],
+            capability["price_per_unit"],
+            capability["price_scaling"] or 1,
+            capability["currency"],
+            "yes" if capability["token"] else "no",
+        )
         self._send(200, b"ok", "application/json")
 
     def _unregister(self, body: bytes) -> None:
@@ -393,40 +413,56 @@ class _Handler(BaseHTTPRequestHandler):
             # go-livepeer returns here without freeing the reserved load; so does this.
             self._go_error(400, f"Unable to unmarshal job request details err={exc}")
             return
-        route = path[len(PROCESS_PREFIX):]
+        route = path[len(PROCESS_PREFIX) :]
         target = capability["url"] + ("/" + route if route else "")
         store.count("jobs")
         try:
             status, headers, data = _forward(
-                target, body, self.headers.get("Content-Type", ""), capability["token"],
+                target,
+                body,
+                self.headers.get("Content-Type", ""),
+                capability["token"],
                 job["timeout_seconds"],
             )
         except TimeoutError as exc:
-            self._go_error(500, f"job not able to be processed, removing capability"
-                                f' err=Post "{target}": context canceled ({exc})',
-                           {"Livepeer-Balance": "0"})
+            self._go_error(
+                500,
+                f"job not able to be processed, removing capability"
+                f' err=Post "{target}": context canceled ({exc})',
+                {"Livepeer-Balance": "0"},
+            )
             return
         except (OSError, http.client.HTTPException) as exc:
             store.remove(name, "connection_error")
-            log.warning("capability_removed capability=%s reason=connection_error error=%r",
-                        name, f"{type(exc).__name__}: {exc}")
-            self._go_error(500, f"job not able to be processed, removing capability"
-                                f' err=Post "{target}": {type(exc).__name__}: {exc}',
-                           {"Livepeer-Balance": "0"})
+            log.warning(
+                "capability_removed capability=%s reason=connection_error error=%r",
+                name,
+                f"{type(exc).__name__}: {exc}",
+            )
+            self._go_error(
+                500,
+                f"job not able to be processed, removing capability"
+                f' err=Post "{target}": {type(exc).__name__}: {exc}',
+                {"Livepeer-Balance": "0"},
+            )
             return
         if status == 401:
             store.remove(name, "worker_401")
             log.warning("capability_removed capability=%s reason=worker_401", name)
-            self._go_error(500, "job not able to be processed, removing capability"
-                                " err=worker auth token failed", {"Livepeer-Balance": "0"})
+            self._go_error(
+                500,
+                "job not able to be processed, removing capability err=worker auth token failed",
+                {"Livepeer-Balance": "0"},
+            )
             return
         store.free(name)
         store.count(f"jobs_status_{status}")
         log.info("job_forwarded capability=%s route=%s status=%d", name, route, status)
         if status > 399:
             # http.Error replaces the worker's Content-Type and adds a newline.
-            self._go_error(status, data.decode("utf-8", errors="replace"),
-                           {"Livepeer-Balance": "0"})
+            self._go_error(
+                status, data.decode("utf-8", errors="replace"), {"Livepeer-Balance": "0"}
+            )
             return
         extra = {"Livepeer-Balance": "0"}
         if headers.get("X-Metadata"):
@@ -435,8 +471,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, data, headers.get("Content-Type", ""), extra)
 
 
-def _forward(target: str, body: bytes, content_type: str, token: str,
-             timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _forward(
+    target: str, body: bytes, content_type: str, token: str, timeout: float
+) -> tuple[int, dict[str, str], bytes]:
     """POST like go-livepeer's job client (TLS not verified); (status, headers, body)."""
     parts = urlsplit(target)
     if parts.scheme == "https":
@@ -444,7 +481,8 @@ def _forward(target: str, body: bytes, content_type: str, token: str,
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout, context=context)
+            parts.hostname or "", parts.port, timeout=timeout, context=context
+        )
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     headers = {"User-Agent": "Go-http-client/1.1", "Content-Length": str(len(body))}
@@ -465,8 +503,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], secret: str,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, address: tuple[str, int], secret: str, ssl_context: ssl.SSLContext | None
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -507,8 +546,13 @@ class _Server(ThreadingHTTPServer):
 class StandinOrchestrator:
     """The stand-in, served from a background thread (for tests) or in the foreground."""
 
-    def __init__(self, secret: str, host: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         if not secret:
             raise ValueError("the orchestrator secret must not be empty")
         context = None
@@ -573,10 +617,26 @@ def make_self_signed_cert(directory: Path, names: tuple[str, ...] = ()) -> tuple
     )
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-config", str(config), "-newkey", "ec",
-         "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-config",
+            str(config),
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "30",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -595,22 +655,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8935)
     tls = parser.add_mutually_exclusive_group()
-    tls.add_argument("--self-signed", action="store_true",
-                     help="serve HTTPS with a fresh self-signed certificate (needs openssl)")
+    tls.add_argument(
+        "--self-signed",
+        action="store_true",
+        help="serve HTTPS with a fresh self-signed certificate (needs openssl)",
+    )
     tls.add_argument("--tls-cert", type=Path, help="certificate PEM (with --tls-key)")
     parser.add_argument("--tls-key", type=Path, help="private key PEM (with --tls-cert)")
-    parser.add_argument("--cert-dir", type=Path,
-                        help="where --self-signed writes cert.pem/key.pem (default: a temp dir)")
-    parser.add_argument("--cert-name", action="append", default=[],
-                        help="an extra DNS name or IP for the self-signed certificate")
+    parser.add_argument(
+        "--cert-dir",
+        type=Path,
+        help="where --self-signed writes cert.pem/key.pem (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--cert-name",
+        action="append",
+        default=[],
+        help="an extra DNS name or IP for the self-signed certificate",
+    )
     secret = parser.add_mutually_exclusive_group()
     secret.add_argument("--secret", help="the orchestrator secret, or a file holding it")
-    secret.add_argument("--secret-env", default="ORCH_SECRET",
-                        help="environment variable holding the secret (default ORCH_SECRET)")
+    secret.add_argument(
+        "--secret-env",
+        default="ORCH_SECRET",
+        help="environment variable holding the secret (default ORCH_SECRET)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s standin %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s standin %(message)s",
+    )
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     secret_value = _secret_from(args)
@@ -625,8 +701,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"cannot make a self-signed certificate: {exc}")
         log.info("self_signed_certificate cert=%s", pair[0])
     orchestrator = StandinOrchestrator(secret_value, args.host, args.port, pair)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
-        target=orchestrator._server.shutdown, daemon=True).start())
+    signal.signal(
+        signal.SIGTERM,
+        lambda *_: threading.Thread(target=orchestrator._server.shutdown, daemon=True).start(),
+    )
     log.info("listening url=%s (%s:%d)", orchestrator.url, args.host, orchestrator.port)
     try:
         orchestrator.serve_forever()
