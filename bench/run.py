@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from loadgen import RunResult, run_load  # noqa: E402
 
 from tests.helpers.hostile import HostileClients  # noqa: E402
+from tests.helpers.processes import spawn_logged  # noqa: E402
 from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
 from tests.standins.ollama_api import OllamaStandIn  # noqa: E402
 from worker.config import load_settings  # noqa: E402
@@ -118,10 +119,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = spawn_logged(self.command, self.log_path, self.env)
         wait_until(lambda: get_json(f"{self.url}/readyz")[0] == 200, 30, f"{self.name} ready")
         wait_until(lambda: len(self.worker_pids()) == int(self.env["WORKER_WORKERS"]), 10, "pids")
         return self
@@ -260,6 +258,19 @@ def main() -> int:
     hostile = HostileClients(
         "127.0.0.1", worker.port, JOB_PATH, slow_bodies=args.slow_bodies, silent=args.silent
     )
+
+    def hang_scenario(
+        source: str, hang: Callable[[], None], release: Callable[[], None]
+    ) -> Scenario:
+        """Make `source` hang, and wait until the worker reports it; undo, and wait."""
+        return Scenario(
+            lambda: (
+                hang(),
+                settle(lambda: degraded_by(worker.url, source), f"{source} seen hanging"),
+            ),
+            lambda: (release(), settle(lambda: all_fine(worker.url), f"recovery from {source}")),
+        )
+
     scenarios = {
         "ok": Scenario(lambda: None, lambda: None),
         "hostile": Scenario(
@@ -269,25 +280,11 @@ def main() -> int:
                 settle(lambda: all_fine(worker.url), "recovery from hostile clients"),
             ),
         ),
-        "ollama_hang": Scenario(
-            lambda: (
-                ollama.set_mode("hang"),
-                settle(lambda: degraded_by(worker.url, "ollama"), "Ollama seen hanging"),
-            ),
-            lambda: (
-                ollama.set_mode("ok"),
-                settle(lambda: all_fine(worker.url), "recovery from Ollama"),
-            ),
+        "ollama_hang": hang_scenario(
+            "ollama", lambda: ollama.set_mode("hang"), lambda: ollama.set_mode("ok")
         ),
-        "nvml_hang": Scenario(
-            lambda: (
-                nvml.set_scenario("hang"),
-                settle(lambda: degraded_by(worker.url, "nvml"), "NVML seen hanging"),
-            ),
-            lambda: (
-                nvml.set_scenario("two_gpus"),
-                settle(lambda: all_fine(worker.url), "recovery from NVML"),
-            ),
+        "nvml_hang": hang_scenario(
+            "nvml", lambda: nvml.set_scenario("hang"), lambda: nvml.set_scenario("two_gpus")
         ),
     }
     results: dict[str, list[RunResult]] = {target: [] for target in TARGETS}

@@ -35,18 +35,22 @@ class SlotLimiter:
             self._held = set()
         return self._fd
 
+    @staticmethod
+    def _try_lock(fd: int, slot: int) -> bool:
+        """Take `slot` without waiting; False when another process holds it."""
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+        except OSError:
+            return False
+        return True
+
     def _take(self) -> int | None:
         with self._lock:
             fd = self._file()
             for slot in range(self.capacity):
-                if slot in self._held:
-                    continue
-                try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
-                except OSError:
-                    continue
-                self._held.add(slot)
-                return slot
+                if slot not in self._held and self._try_lock(fd, slot):
+                    self._held.add(slot)
+                    return slot
             return None
 
     def _give(self, slot: int) -> None:
@@ -71,10 +75,8 @@ class SlotLimiter:
             for slot in range(self.capacity):
                 if slot in self._held:
                     continue
-                try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
-                except OSError:
-                    busy += 1
-                else:
+                if self._try_lock(fd, slot):
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, slot)
+                else:
+                    busy += 1
             return busy

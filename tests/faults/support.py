@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.processes import ROOT, http, wait_for
+from tests.helpers.processes import ROOT, http, spawn_logged, wait_for
 
 OLLAMA_STANDIN = ROOT / "tests" / "standins" / "ollama_api.py"
 
@@ -125,13 +125,9 @@ class OllamaProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> OllamaProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(OLLAMA_STANDIN), "--port", str(self.port)],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = spawn_logged(
+            [sys.executable, str(OLLAMA_STANDIN), "--port", str(self.port)], self.log_path
+        )
         wait_port_open(self.port)
         return self
 

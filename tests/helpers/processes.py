@@ -77,6 +77,20 @@ def post_json(
     return status, json.loads(body)
 
 
+def spawn_logged(
+    command: list[str], log_path: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `command` in the repository root with stdout and stderr appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=None if env is None else dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class WorkerProcess:
     """`python -m worker` in a subprocess on a free loopback port, logs in a file."""
 
@@ -105,15 +119,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> WorkerProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.process = spawn_logged([sys.executable, "-m", "worker"], self.log_path, self.env)
         if wait_ready:
             self.wait_ready()
         return self

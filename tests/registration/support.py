@@ -20,7 +20,7 @@ from typing import Any
 import requests
 import urllib3
 
-from tests.helpers.processes import ROOT, free_port, wait_for
+from tests.helpers.processes import ROOT, free_port, spawn_logged, wait_for
 
 STANDIN = ROOT / "tests" / "standins" / "orchestrator.py"
 ORCH_SECRET = "orch-secret"
@@ -115,13 +115,9 @@ class StandinProcess:
         ]
         if self.tls:
             command += ["--self-signed", "--cert-dir", str(self.cert_dir)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                env={**os.environ, "STANDIN_SECRET": self.secret},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = spawn_logged(
+            command, self.log_path, {**os.environ, "STANDIN_SECRET": self.secret}
+        )
         wait_for(self._answers, 10, what=f"stand-in on {self.url}")
         return self
 
@@ -260,14 +256,9 @@ class RegistrarProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RegistrarProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.registrar"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = spawn_logged(
+            [sys.executable, "-m", "worker.registrar"], self.log_path, self.env
+        )
         return self
 
     def state(self, url: str) -> dict[str, Any]:

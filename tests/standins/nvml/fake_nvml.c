@@ -605,8 +605,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensorType
     return NVML_SUCCESS;
 }
 
-EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
-    log_call(__func__);
+/* Power draw (limit = 0) or enforced limit (limit = 1), in mW; unsupported in no_power. */
+static nvmlReturn_t power_reading(nvmlDevice_t device, unsigned int *out, int limit) {
     const fake_gpu *g;
     scenario_t s;
     nvmlReturn_t r = device_query(device, &g, &s);
@@ -614,25 +614,20 @@ EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *p
         return r;
     if (s == S_NO_POWER)
         return NVML_ERROR_NOT_SUPPORTED;
-    if (!power)
+    if (!out)
         return NVML_ERROR_INVALID_ARGUMENT;
-    *power = g->power_mw;
+    *out = limit ? g->limit_mw : g->power_mw;
     return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
+    log_call(__func__);
+    return power_reading(device, power, 0);
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit) {
     log_call(__func__);
-    const fake_gpu *g;
-    scenario_t s;
-    nvmlReturn_t r = device_query(device, &g, &s);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (s == S_NO_POWER)
-        return NVML_ERROR_NOT_SUPPORTED;
-    if (!limit)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    *limit = g->limit_mw;
-    return NVML_SUCCESS;
+    return power_reading(device, limit, 1);
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
