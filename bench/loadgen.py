@@ -1,8 +1,8 @@
 """A closed-loop HTTP/1.1 keep-alive load generator: N connections, each one request at a time.
 
 Connections are spread over several client processes (threads inside each), so the
-client is not held back by one interpreter lock. Every connection sends the same POST
-with a JSON body, over and over, from `start` to `stop` (time.monotonic, shared by every
+client is not held back by one interpreter lock. Every connection sends the same request
+(a POST with a JSON body, or a GET), over and over, from `start` to `stop` (time.monotonic, shared by every
 process on Linux); latencies are recorded only inside the measured window.
 """
 
@@ -23,7 +23,7 @@ class Plan:
     host: str
     port: int
     path: str
-    body: bytes
+    body: bytes | None  # None: GET, else POST with this JSON body
     start_at: float
     warmup_until: float
     stop_at: float
@@ -57,7 +57,7 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
     time.sleep(max(0.0, plan.start_at - time.monotonic()))
     while (now := time.monotonic()) < plan.stop_at:
         try:
-            connection.request("POST", plan.path, plan.body, headers)
+            connection.request("GET" if plan.body is None else "POST", plan.path, plan.body, headers)
             response = connection.getresponse()
             response.read()
             status = response.status
@@ -146,7 +146,7 @@ def run_load(
     url_host: str,
     port: int,
     path: str,
-    body: bytes,
+    body: bytes | None,
     *,
     connections: int,
     processes: int,

@@ -48,9 +48,10 @@ from worker.config import load_settings  # noqa: E402
 
 BODY = json.dumps({"agent_id": "bench-agent"}).encode()
 JOB_PATH = "/gpu-check"
-TARGETS = ("baseline", "ok", "hostile", "ollama_hang", "nvml_hang")
+TARGETS = ("baseline", "healthz", "ok", "hostile", "ollama_hang", "nvml_hang")
 LABELS = {
     "baseline": "baseline: empty JSON",
+    "healthz": "worker's own GET /healthz",
     "ok": "/gpu-check, sources ok",
     "hostile": "/gpu-check, hostile clients",
     "ollama_hang": "/gpu-check, Ollama hanging",
@@ -59,6 +60,9 @@ LABELS = {
 THROUGHPUT_TARGET = 0.80  # at least this share of the baseline's requests/s
 P99_TARGET = 2.0  # at most this multiple of the baseline's p99
 RSS_GROWTH_LIMIT_KIB = 1024  # per process, from after the first round to the end
+# /gpu-check against the same server's /healthz: what the report itself costs.
+HEALTHZ_THROUGHPUT_TARGET = 0.90
+HEALTHZ_P99_TARGET = 1.5
 
 
 def free_port() -> int:
@@ -308,8 +312,8 @@ def main() -> int:
                 result = run_load(
                     "127.0.0.1",
                     server.port,
-                    JOB_PATH,
-                    BODY,
+                    "/healthz" if target == "healthz" else JOB_PATH,
+                    None if target == "healthz" else BODY,
                     connections=args.connections,
                     processes=args.client_processes,
                     warmup=args.warmup,
@@ -435,6 +439,19 @@ def print_report(
         f"{rps_ratio:.0%}",
     )
     _verdict(f"p99 <= {P99_TARGET:g}x baseline", p99_ratio <= P99_TARGET, f"{p99_ratio:.2f}x")
+    healthz = results["healthz"]
+    rps_vs_healthz = statistics.median(r.rps / h.rps for r, h in zip(ok, healthz, strict=True))
+    p99_vs_healthz = statistics.median(r.p99 / h.p99 for r, h in zip(ok, healthz, strict=True))
+    _verdict(
+        f"/gpu-check throughput >= {HEALTHZ_THROUGHPUT_TARGET:.0%} of the same server's /healthz",
+        rps_vs_healthz >= HEALTHZ_THROUGHPUT_TARGET,
+        f"{rps_vs_healthz:.2f}",
+    )
+    _verdict(
+        f"/gpu-check p99 <= {HEALTHZ_P99_TARGET:g}x the same server's /healthz",
+        p99_vs_healthz <= HEALTHZ_P99_TARGET,
+        f"{p99_vs_healthz:.2f}x",
+    )
     ok_rps, ok_p99 = _ratios(ok, baseline)
     noise = {"rps": _noise(ok_rps), "p99": _noise(ok_p99)}
     for target in ("ollama_hang", "nvml_hang"):

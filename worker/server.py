@@ -1,29 +1,31 @@
 """gunicorn, in-process: settings, hooks and the app factory for each forked worker.
 
-The master binds the port and forks; each worker process builds its own sampler (NVML
-must be initialised after fork) and app. The master also owns the container's single
-registrar: started once the server is ready, stopped (unregistering) on exit.
+The master binds the port, starts the container's one sampler and one registrar
+(worker/supervisor.py), and forks the HTTP workers; each worker builds its app over the
+sampler's published readings. On exit the master stops its children (the registrar
+unregisters) after the workers.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from worker import metrics, registrar
-from worker.app import create_app
 from worker.config import Settings
-from worker.sampling import Sampler
+from worker.supervisor import Child, SupervisingArbiter, stop_children
 
 log = logging.getLogger("agent_net.server")
 # Leave room inside Docker's default 10 s stop grace period for unregistering.
 GRACEFUL_TIMEOUT_SECONDS = 5
-UNREGISTER_TIMEOUT_SECONDS = 4.0
+CHILDREN_STOP_TIMEOUT_SECONDS = 4.0
+# How long a new HTTP worker waits for the sampler's first readings beyond the sources'
+# own timeouts (the sampler process needs a moment to start and import its readers).
+FIRST_READINGS_GRACE_SECONDS = 3.0
 
 
 def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
@@ -86,8 +88,14 @@ class WorkerServer(BaseApplication):
         self.settings = settings
         self.runtime_dir = runtime_dir
         self.app_factory = app_factory
-        self.sampler: Sampler | None = None
+        self.children = [Child("sampler", "worker.sampling", runtime_dir)]
+        if settings.orchestrators:
+            self.children.append(Child("registrar", "worker.registration", runtime_dir))
         super().__init__()
+
+    def run(self) -> None:
+        """Run gunicorn's master loop, supervising the sampler and the registrar too."""
+        SupervisingArbiter(self, self.children).run()
 
     def load_config(self) -> None:
         settings = self.settings
@@ -108,7 +116,6 @@ class WorkerServer(BaseApplication):
             "logconfig_dict": gunicorn_logconfig(settings),
             "when_ready": self._when_ready,
             "post_worker_init": self._post_worker_init,
-            "worker_exit": self._worker_exit,
             "child_exit": self._child_exit,
             "on_exit": self._on_exit,
         }
@@ -124,9 +131,9 @@ class WorkerServer(BaseApplication):
     def load(self) -> Any:
         if self.app_factory is not None:
             return self.app_factory()
-        sampler = Sampler(self.settings)
-        self.sampler = sampler
-        return create_app(self.settings, sampler, self.runtime_dir)
+        from worker.http.app import create_app  # in the worker process, after gevent patches
+
+        return create_app(self.settings, self.runtime_dir)
 
     # --- hooks ------------------------------------------------------------------------------
     def _when_ready(self, server: Any) -> None:
@@ -140,30 +147,37 @@ class WorkerServer(BaseApplication):
             if settings.worker_class == "gevent"
             else f"threads={settings.worker_threads}",
         )
-        registrar.start(self.settings, self.runtime_dir)
+        if not settings.orchestrators:
+            log.info(
+                'registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"'
+            )
+        for child in self.children:
+            child.start()
 
     def _post_worker_init(self, worker: Any) -> None:
-        # The app is loaded in the worker process, after fork: start its sampler threads here.
-        if self.sampler is not None:
-            self.sampler.start()
-            self.sampler.wait_first_readings()
+        """Serve only once the sampler has read every source once (bounded wait)."""
+        from worker.sampling.published import Readings
 
-    def _worker_exit(self, server: Any, worker: Any) -> None:
-        if self.sampler is not None:
-            self.sampler.stop()
+        settings = self.settings
+        readings = Readings(self.runtime_dir, stale_after=settings.stale_after_seconds)
+        deadline = (
+            time.monotonic()
+            + FIRST_READINGS_GRACE_SECONDS
+            + max(settings.nvml_timeout_seconds, settings.ollama_timeout_seconds)
+        )
+        while not readings.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _child_exit(self, server: Any, worker: Any) -> None:
         # In the master, after a worker process ended: its metrics files are now final.
+        from worker.http import metrics
+
         metrics.process_exited(worker.pid)
 
     def _on_exit(self, server: Any) -> None:
-        registrar.stop(timeout=UNREGISTER_TIMEOUT_SECONDS)
+        stop_children(self.children, CHILDREN_STOP_TIMEOUT_SECONDS)
         log.info("worker_stopped")
 
 
 def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def remove_runtime_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

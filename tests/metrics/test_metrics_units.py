@@ -8,16 +8,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.metrics.scrape import Samples, parse, series, value
 from worker.config import load_settings
-from worker.gpu import GpuReading, GpuReport
-from worker.metrics import (
+from worker.http.metrics import (
     gpu_metrics,
     multiprocess_mode,
     ollama_metrics,
     registration_metrics,
     source_metrics,
 )
-from worker.ollama_reader import Catalogue, ModelEntry
-from worker.snapshot import SourceView
+from worker.sampling.published import SourceView
+from worker.sampling.readings import Catalogue, GpuReading, GpuReport, ModelEntry
 
 
 def _samples(*families) -> Samples:
@@ -132,12 +131,11 @@ def test_registration_state_takes_only_well_typed_fields() -> None:
 
 
 def test_in_one_process_the_app_counts_its_own_requests(tmp_path: Path) -> None:
-    from worker.app import create_app
-    from worker.sampling import Sampler
+    from worker.http.app import create_app
 
     assert not multiprocess_mode()  # the test process never sets PROMETHEUS_MULTIPROC_DIR
     settings = load_settings({"OLLAMA_HOST": "http://127.0.0.1:9"})
-    client = create_app(settings, Sampler(settings), tmp_path).test_client()
+    client = create_app(settings, tmp_path).test_client()  # no sampler has published
     labels = {"route": "/healthz", "method": "GET", "status": "200"}
 
     def count() -> float:

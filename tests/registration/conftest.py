@@ -83,7 +83,7 @@ def blackhole() -> Iterator[Blackhole]:
 def registrar_process(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., RegistrarProcess]]:
-    """Start `python -m worker.registrar`: `registrar_process(worker_port, [urls], **env)`."""
+    """Start `python -m worker.registration`: `registrar_process(worker_port, [urls], **env)`."""
     started: list[RegistrarProcess] = []
 
     def start(worker_port: int, orch_urls: list[str], **env: str) -> RegistrarProcess:

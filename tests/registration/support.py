@@ -229,7 +229,7 @@ def registrar_env(
 
 
 def read_state(runtime_dir: Path) -> list[dict[str, Any]]:
-    from worker.registration_state import read_registration_state
+    from worker.registration.state import read_registration_state
 
     return read_registration_state(runtime_dir)
 
@@ -247,17 +247,17 @@ def leaked(text: str, secrets: Mapping[str, str]) -> list[str]:
 
 
 class RegistrarProcess:
-    """`python -m worker.registrar`, as the gunicorn master spawns it, logging to a file."""
+    """`python -m worker.registration`, as the gunicorn master spawns it, logging to a file."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.env = {**env, "AGENT_NET_REGISTRAR_PARENT": str(os.getpid())}
+        self.env = {**env, "AGENT_NET_PARENT_PID": str(os.getpid())}
         self.runtime_dir = Path(env["AGENT_NET_RUNTIME_DIR"])
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RegistrarProcess:
         self.process = spawn_logged(
-            [sys.executable, "-m", "worker.registrar"], self.log_path, self.env
+            [sys.executable, "-m", "worker.registration"], self.log_path, self.env
         )
         return self
 

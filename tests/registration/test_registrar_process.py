@@ -26,8 +26,8 @@ from tests.registration.support import (
     read_state,
     registrar_env,
 )
-from worker import registrar
 from worker.config import load_settings
+from worker.supervisor import Child, stop_children
 
 TOKEN = "worker-token-123"
 StartStandin = Callable[..., StandinProcess]
@@ -158,47 +158,57 @@ def test_start_and_stop_from_the_master(
     env = registrar_env(tmp_path, health_server().port, [orch.url])
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    child = Child("registrar", "worker.registration", tmp_path)
     began = time.monotonic()
-    registrar.start(load_settings(env), tmp_path)
+    child.start()
     assert time.monotonic() - began < 0.5  # start() returns at once
-    child = registrar._child
-    assert child is not None
+    process = child.process
+    assert process is not None
     try:
-        registrar.start(load_settings(env), tmp_path)  # a second call starts no second one
-        assert registrar._child is child
         wait_for(lambda: registered(orch), 10, what="registration")
-        registrar.stop(timeout=4.0)
-        assert child.returncode == 0 and registrar._child is None
+        stop_children([child], 4.0)
+        assert process.returncode == 0 and child.process is None
         assert orch.capabilities() == {} and orch.counts()["unregister"] == 1
     finally:
-        if child.poll() is None:
-            child.kill()
+        if process.poll() is None:
+            process.kill()
 
 
-def test_a_registrar_that_died_early_is_reported_on_stop(
+def test_a_registrar_that_dies_is_an_error_and_is_restarted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = load_settings({"ORCH_URL": "http://127.0.0.1:9", "ORCH_SECRET": ORCH_SECRET})
     monkeypatch.setenv("ORCH_URL", "ftp://not-an-orchestrator")  # the child cannot start
-    registrar.start(settings, tmp_path)
-    child = registrar._child
-    assert child is not None
-    assert child.wait(10) == 2
-    with caplog.at_level(logging.INFO, logger="agent_net.registration"):
-        registrar.stop()
-    assert f"registrar_exited_early pid={child.pid} code=2" in caplog.text
+    child = Child("registrar", "worker.registration", tmp_path)
+    child.start()
+    first = child.process
+    assert first is not None and first.wait(10) == 2
+    with caplog.at_level(logging.INFO, logger="agent_net.server"):
 
+        def restarted() -> bool:
+            child.reap()
+            child.supervise(stopping=False)
+            return child.restarts == 1
 
-def test_no_orchestrator_means_no_registrar(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger="agent_net.registration"):
-        registrar.start(load_settings({}), tmp_path)
-        registrar.stop()
-    assert registrar._child is None
-    assert [r.getMessage() for r in caplog.records] == [
-        'registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"'
+        wait_for(restarted, 10, what="the restart")
+    assert child.process is not None and child.process.pid != first.pid
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        f"registrar_exited pid={first.pid} code=2 action=restart restart_in=0.0"
     ]
+    child.process.wait(10)
+    child.reap()
+    child.supervise(stopping=True)  # the master is stopping: no restart, no error
+    assert child.restarts == 1 and len(caplog.records) == len(errors) + 1
+
+
+def test_no_orchestrator_means_no_registrar(tmp_path: Path) -> None:
+    from worker.server import WorkerServer
+
+    server = WorkerServer(load_settings({}), tmp_path)
+    assert [child.name for child in server.children] == ["sampler"]
+    with_orch = load_settings({"ORCH_URL": "http://127.0.0.1:9", "ORCH_SECRET": ORCH_SECRET})
+    server = WorkerServer(with_orch, tmp_path)
+    assert [child.name for child in server.children] == ["sampler", "registrar"]
 
 
 def test_the_registrar_unregisters_and_exits_when_its_parent_dies(
@@ -209,10 +219,11 @@ def test_the_registrar_unregisters_and_exits_when_its_parent_dies(
     parent_code = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from worker import registrar\n"
-        "from worker.config import load_settings\n"
-        "registrar.start(load_settings(os.environ), Path(os.environ['AGENT_NET_RUNTIME_DIR']))\n"
-        "print(registrar._child.pid, flush=True)\n"
+        "from worker.supervisor import Child\n"
+        "runtime = Path(os.environ['AGENT_NET_RUNTIME_DIR'])\n"
+        "child = Child('registrar', 'worker.registration', runtime)\n"
+        "child.start()\n"
+        "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
     parent = subprocess.Popen(

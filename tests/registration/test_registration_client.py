@@ -10,7 +10,7 @@ import requests
 import responses
 
 from worker.config import load_settings
-from worker.registration import (
+from worker.registration.byoc import (
     AuthRejected,
     Capability,
     OrchestratorClient,

@@ -14,9 +14,10 @@ from tests.helpers.processes import free_port, wait_for
 from tests.registration.support import Blackhole, HealthServer, read_state, state_of
 from tests.standins.orchestrator import StandinOrchestrator, make_self_signed_cert
 from worker.config import load_settings
-from worker.registrar import Keeper, backoff_delay, jittered, run
-from worker.registration import Capability, OrchestratorClient
-from worker.registration_state import OrchestratorState, StateFile
+from worker.registration.byoc import Capability, OrchestratorClient
+from worker.registration.keeper import Keeper, backoff_delay, jittered
+from worker.registration.process import run
+from worker.registration.state import OrchestratorState, StateFile
 
 SECRET = "orch-secret"
 Standin = Callable[..., StandinOrchestrator]

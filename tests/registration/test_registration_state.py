@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.registration_state import (
+from worker.registration.state import (
     STATE_FILE,
     OrchestratorState,
     StateFile,

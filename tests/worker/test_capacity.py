@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from worker.capacity import SlotLimiter
+from worker.http.capacity import SlotLimiter
 
 
 def test_slots_are_shared_by_threads_of_one_process(tmp_path: Path) -> None:

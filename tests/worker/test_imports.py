@@ -1,4 +1,4 @@
-"""The worker stays slim: loading every worker module pulls in neither web3 nor payments."""
+"""What each process loads: the worker stays slim, and each process only what it needs."""
 
 from __future__ import annotations
 
@@ -11,24 +11,49 @@ from tests.helpers.processes import ROOT
 WORKER_MODULES = [
     "worker.__main__",
     "worker.server",
-    "worker.app",
-    "worker.registrar",
-    "worker.metrics",
-    "worker.sampling",
+    "worker.supervisor",
+    "worker.http.app",
+    "worker.registration.process",
+    "worker.http.metrics",
+    "worker.sampling.process",
 ]
 
 
-def test_worker_modules_import_neither_web3_nor_payments() -> None:
+def loaded_after_import(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    """The modules under `prefixes` that importing `modules` loads, in a fresh process."""
     code = (
         "import importlib, json, sys\n"
-        f"for name in {WORKER_MODULES!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('web3', 'eth_account', 'payments', 'worker'))))\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {prefixes!r})))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    loaded = json.loads(result.stdout)
-    assert "worker.app" in loaded  # the check saw the worker's modules load
+    return json.loads(result.stdout)
+
+
+def test_worker_modules_import_neither_web3_nor_payments() -> None:
+    loaded = loaded_after_import(
+        WORKER_MODULES, ("web3", "eth_account", "eth_utils", "payments", "worker")
+    )
+    assert "worker.http.app" in loaded  # the check saw the worker's modules load
     assert [name for name in loaded if not name.startswith("worker")] == []
+
+
+def test_http_workers_never_load_nvml_or_an_ollama_client() -> None:
+    """Only the sampler process talks to NVML and Ollama: the HTTP side cannot even try."""
+    loaded = loaded_after_import(
+        ["worker.http.app"], ("pynvml", "ollama", "httpx", "requests", "worker")
+    )
+    assert "worker.sampling.published" in loaded
+    assert [name for name in loaded if not name.startswith("worker")] == []
+
+
+def test_the_master_loads_no_module_that_gevent_cannot_patch_after_it() -> None:
+    """gevent warns (MonkeyPatchWarning) when urllib3 or the like was imported before it."""
+    loaded = loaded_after_import(
+        ["worker.__main__", "worker.server", "worker.supervisor"],
+        ("urllib3", "requests", "httpx", "ollama", "pynvml", "prometheus_client", "flask"),
+    )
+    assert loaded == []

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from worker.runtime import write_json_atomically
 
 STATE_FILE = "registration.json"
 log = logging.getLogger("agent_net.registration")
@@ -46,17 +46,8 @@ def read_registration_state(runtime_dir: Path) -> list[dict[str, Any]]:
 
 def write_registration_state(runtime_dir: Path, states: list[OrchestratorState]) -> None:
     """Replace the state file at once, so a reader never sees half a document."""
-    directory = Path(runtime_dir)
     document = {"orchestrators": [asdict(state) for state in states]}
-    fd, temporary = tempfile.mkstemp(prefix=".registration.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, separators=(",", ":"))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, directory / STATE_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json_atomically(Path(runtime_dir) / STATE_FILE, document)
 
 
 @dataclass

@@ -6,9 +6,9 @@ Two kinds of series, collected differently:
   and summed at scrape time: prometheus_client's multiprocess mode, with
   `PROMETHEUS_MULTIPROC_DIR` set by `python -m worker` before this module is imported.
   Without that variable (a test building the app in-process) they live in this process.
-- GPU, Ollama, sampler and registration gauges are built at scrape time from the serving
-  process's own sampler views and the registrar's state file. Every worker process samples
-  the same sources, so these are read from one process, never summed across processes.
+- GPU, Ollama, sampler and registration gauges are built at scrape time from the
+  sampler's published readings and the registrar's state file, which every worker process
+  reads alike: they come from one reading, never summed across processes.
 
 A reading that is unsupported or unknown (None) is left out, never exported as 0.
 """
@@ -27,11 +27,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from worker.gpu import GpuReport
-from worker.ollama_reader import Catalogue
-from worker.registration_state import read_registration_state
-from worker.sampling import Sampler
-from worker.snapshot import SourceView
+from worker.registration.state import read_registration_state
+from worker.sampling.published import Readings, SourceView
+from worker.sampling.readings import Catalogue, GpuReport
 
 METRICS_ROUTE = "/metrics"
 UNMATCHED_ROUTE = "unmatched"  # the route label of every path no rule serves (bounded)
@@ -238,14 +236,14 @@ def registration_metrics(states: Iterable[Mapping[str, Any]]) -> Iterator[Metric
 
 
 class ReadingsCollector:
-    """Collects the serving process's sampler views and the registration state per scrape."""
+    """Collects the published readings and the registration state per scrape."""
 
-    def __init__(self, sampler: Sampler, runtime_dir: Path) -> None:
-        self._sampler = sampler
+    def __init__(self, readings: Readings, runtime_dir: Path) -> None:
+        self._readings = readings
         self._runtime_dir = runtime_dir
 
     def collect(self) -> Iterator[Metric]:
-        gpu_view, ollama_view = self._sampler.views()
+        gpu_view, ollama_view = self._readings.views()
         yield from gpu_metrics(gpu_view)
         yield from ollama_metrics(ollama_view)
         yield from source_metrics((gpu_view, ollama_view))
@@ -303,9 +301,9 @@ class RequestRecorder:
             children[1].observe(time.perf_counter() - started)
 
 
-def instrument(app: Flask, sampler: Sampler, runtime_dir: Path) -> None:
+def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> None:
     """Count and time every request the app answers, and serve `GET /metrics`."""
-    readings = ReadingsCollector(sampler, runtime_dir)
+    collector = ReadingsCollector(readings, runtime_dir)
     recorder = RequestRecorder(app)
     inner = app.wsgi_app
 
@@ -324,4 +322,4 @@ def instrument(app: Flask, sampler: Sampler, runtime_dir: Path) -> None:
     @app.get(METRICS_ROUTE)
     def metrics() -> Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(scrape_registry(readings)), content_type=content_type)
+        return Response(encoder(scrape_registry(collector)), content_type=content_type)

@@ -3,65 +3,19 @@
 `/api/tags` gives the models on disk, `/api/ps` the ones loaded now (with the bytes they
 hold in GPU memory), `/api/version` the server version. Every failure becomes
 SourceUnavailable with a short reason; nothing from Ollama's error bodies is trusted as
-more than a short, truncated string.
+more than a short, truncated string. Only the sampler process imports this module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import ollama
 
-from worker.sources import SourceUnavailable
+from worker.sampling.readings import Catalogue, ModelEntry, SourceUnavailable
 
-MIB = 1024 * 1024
 _MAX_ERROR_CHARS = 160
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One model on disk, and whether (and how much of it) is loaded in GPU memory."""
-
-    name: str
-    size_bytes: int | None
-    parameter_size: str | None
-    quantization: str | None
-    family: str | None
-    digest: str | None
-    modified_at: str | None
-    loaded: bool
-    vram_bytes: int | None
-    expires_at: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "size_bytes": self.size_bytes,
-            "size_mb": _to_mib(self.size_bytes),
-            "parameter_size": self.parameter_size,
-            "quantization": self.quantization,
-            "family": self.family,
-            "digest": self.digest,
-            "modified_at": self.modified_at,
-            "loaded": self.loaded,
-            "vram_bytes": self.vram_bytes,
-            "vram_mb": _to_mib(self.vram_bytes),
-            "expires_at": self.expires_at,
-        }
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """Every model Ollama has on disk, with the server's version."""
-
-    version: str | None
-    models: tuple[ModelEntry, ...]
-
-
-def _to_mib(value: int | None) -> float | None:
-    return None if value is None else round(value / MIB, 1)
 
 
 def _short(text: object) -> str:

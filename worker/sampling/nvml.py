@@ -2,23 +2,23 @@
 
 A reading the board does not support (power on many cards, utilisation under MIG) becomes
 None for that field; a lost GPU is reported on that GPU alone; a machine without the
-driver library raises SourceUnavailable with a reason an operator can act on.
+driver library raises SourceUnavailable with a reason an operator can act on. Only the
+sampler process imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pynvml
 
-from worker.realthreads import real_lock
-from worker.sources import SourceUnavailable
+from worker.sampling.readings import GpuReading, GpuReport, SourceUnavailable
+from worker.units import milliwatts_to_watts
 
-MIB = 1024 * 1024
 T = TypeVar("T")
 log = logging.getLogger("agent_net.sampler")
 
@@ -28,65 +28,6 @@ _MISSING_READING = (
     pynvml.NVML_ERROR_NO_PERMISSION,
     pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
 )
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU at one moment. Memory in bytes and MiB, power in watts, None = unsupported."""
-
-    index: int
-    name: str | None
-    uuid: str | None
-    memory_used_bytes: int | None
-    memory_total_bytes: int | None
-    temperature_c: int | None
-    power_draw_w: float | None
-    power_limit_w: float | None
-    utilization_gpu_pct: int | None
-    utilization_memory_pct: int | None
-    error: str | None = None
-
-    @property
-    def memory_used_mb(self) -> float | None:
-        return _to_mib(self.memory_used_bytes)
-
-    @property
-    def memory_total_mb(self) -> float | None:
-        return _to_mib(self.memory_total_bytes)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "uuid": self.uuid,
-            "status": "ok" if self.error is None else "error",
-            "error": self.error,
-            "memory_used_mb": self.memory_used_mb,
-            "memory_total_mb": self.memory_total_mb,
-            "memory_used_bytes": self.memory_used_bytes,
-            "memory_total_bytes": self.memory_total_bytes,
-            "temperature_c": self.temperature_c,
-            "power_draw_w": self.power_draw_w,
-            "power_limit_w": self.power_limit_w,
-            "utilization_gpu_pct": self.utilization_gpu_pct,
-            "utilization_memory_pct": self.utilization_memory_pct,
-        }
-
-
-@dataclass(frozen=True)
-class GpuReport:
-    """Every GPU NVML sees, with the driver version."""
-
-    driver_version: str | None
-    gpus: tuple[GpuReading, ...]
-
-
-def _to_mib(value: int | None) -> float | None:
-    return None if value is None else round(value / MIB, 1)
-
-
-def _milliwatts_to_watts(value: int | None) -> float | None:
-    return None if value is None else round(value / 1000, 3)
 
 
 class GpuLost(Exception):
@@ -111,7 +52,7 @@ class GpuReader:
     """Reads every GPU through NVML. NVML is initialised lazily, in the calling process."""
 
     def __init__(self) -> None:
-        self._lock = real_lock()  # the sampler's real thread holds it across NVML calls
+        self._lock = threading.Lock()  # held across each whole read
         self._initialised = False
         self._gpu_errors: dict[int, str] = {}
 
@@ -170,9 +111,7 @@ class GpuReader:
             limit = self._optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
             utilization = self._optional(pynvml.nvmlDeviceGetUtilizationRates, handle)
         except GpuLost as lost:
-            return GpuReading(
-                index, None, None, None, None, None, None, None, None, None, error=str(lost)
-            )
+            return GpuReading(index, error=str(lost))
         return GpuReading(
             index=index,
             name=name,
@@ -180,8 +119,8 @@ class GpuReader:
             memory_used_bytes=None if memory is None else int(memory.used),
             memory_total_bytes=None if memory is None else int(memory.total),
             temperature_c=temperature,
-            power_draw_w=_milliwatts_to_watts(power),
-            power_limit_w=_milliwatts_to_watts(limit),
+            power_draw_w=milliwatts_to_watts(power),
+            power_limit_w=milliwatts_to_watts(limit),
             utilization_gpu_pct=None if utilization is None else int(utilization.gpu),
             utilization_memory_pct=None if utilization is None else int(utilization.memory),
         )

@@ -1,0 +1,118 @@
+"""create_app(): the worker's HTTP routes over the sampler's published readings."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from worker.config import Settings
+from worker.http.capacity import SlotLimiter
+from worker.http.document import ReportBuilder
+from worker.http.errors import ApiError, install_error_handlers, read_body
+from worker.http.metrics import instrument
+from worker.registration.state import read_registration_state
+from worker.sampling.published import Readings
+
+MAX_AGENT_ID_CHARS = 128
+
+
+def parse_job_body(raw: bytes) -> str:
+    """Return the validated `agent_id` from a request body, or raise ApiError (400)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object") from None
+    agent_id = body.get("agent_id")
+    if agent_id is None or agent_id == "":
+        raise ApiError(400, "missing_agent_id", "agent_id is required (a non-empty string)")
+    if not isinstance(agent_id, str):
+        raise ApiError(400, "invalid_agent_id", "agent_id must be a string")
+    if len(agent_id) > MAX_AGENT_ID_CHARS:
+        raise ApiError(
+            400, "invalid_agent_id", f"agent_id must be at most {MAX_AGENT_ID_CHARS} characters"
+        )
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in agent_id):
+        raise ApiError(400, "invalid_agent_id", "agent_id must not contain control characters")
+    return agent_id
+
+
+def _bearer_matches(header: str | None, token: str) -> bool:
+    if not header:
+        return False
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(credentials.strip().encode(), token.encode())
+
+
+def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None = None) -> Flask:
+    """Build the Flask app over the readings the sampler publishes in `runtime_dir`."""
+    if readings is None:
+        readings = Readings(runtime_dir, stale_after=settings.stale_after_seconds)
+    app = Flask("agent_net")
+    # One byte over the limit, so a chunked body (no Content-Length) that is too large
+    # shows as len > limit instead of being cut silently at the limit by werkzeug.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    reports = ReportBuilder(settings, readings)
+    limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
+    secret_token = settings.job_token
+    token = None if secret_token is None else secret_token.get_secret_value()
+
+    install_error_handlers(app, settings.max_body_bytes)
+
+    def job() -> Response:
+        if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid Authorization: Bearer token is required",
+                {"WWW-Authenticate": 'Bearer realm="agent-net"'},
+            )
+        # The body first: a client still sending one (slowly, maybe on purpose) holds a
+        # connection, not one of the capacity slots that running jobs are counted in.
+        body = read_body()
+        if len(body) > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
+        with limiter.acquire() as slot:
+            if slot is None:
+                raise ApiError(
+                    503,
+                    "at_capacity",
+                    f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
+                    {"Retry-After": "1"},
+                )
+            agent_id = parse_job_body(body)
+            return Response(reports.render(agent_id), mimetype="application/json")
+
+    for route in settings.job_routes:
+        app.add_url_rule(f"/{route}", endpoint=f"job:{route}", view_func=job, methods=["POST"])
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="alive", pid=os.getpid(), timestamp=time.time())
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ready, running, pid = readings.ready(), readings.sampler_running(), readings.sampler_pid
+        status = "ready" if ready else "starting" if running or pid is None else "sampler_down"
+        response = jsonify(
+            status=status,
+            worker_pid=os.getpid(),
+            sampler={"running": running, "pid": pid},
+            sources={view.name: view.as_dict() for view in readings.views()},
+            registration=read_registration_state(runtime_dir),
+        )
+        response.status_code = 200 if ready else 503
+        return response
+
+    instrument(app, readings, runtime_dir)
+    return app

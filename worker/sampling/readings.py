@@ -1,0 +1,89 @@
+"""What the sampler reads: GPU and Ollama readings as plain immutable values.
+
+These types cross the process boundary: the sampler publishes them as JSON
+(`as_json()`), the HTTP workers rebuild them (`from_json()`). They carry raw units (bytes,
+watts, percent); the /gpu-check document (worker/http/document.py) decides how to show them.
+Importing this module loads neither NVML nor an HTTP client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class SourceUnavailable(Exception):
+    """A source could not be read; `reason` is safe to show to operators and clients."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU at one moment: memory in bytes, power in watts, None = unsupported."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    temperature_c: int | None = None
+    power_draw_w: float | None = None
+    power_limit_w: float | None = None
+    utilization_gpu_pct: int | None = None
+    utilization_memory_pct: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    """Every GPU NVML sees, with the driver version."""
+
+    driver_version: str | None
+    gpus: tuple[GpuReading, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"driver_version": self.driver_version, "gpus": [asdict(g) for g in self.gpus]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GpuReport:
+        return cls(data.get("driver_version"), tuple(_build(GpuReading, g) for g in data["gpus"]))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model on disk, and whether (and how much of it) is loaded in GPU memory."""
+
+    name: str
+    size_bytes: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    family: str | None = None
+    digest: str | None = None
+    modified_at: str | None = None
+    loaded: bool = False
+    vram_bytes: int | None = None
+    expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every model Ollama has on disk, with the server's version."""
+
+    version: str | None
+    models: tuple[ModelEntry, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"version": self.version, "models": [asdict(m) for m in self.models]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Catalogue:
+        return cls(data.get("version"), tuple(_build(ModelEntry, m) for m in data["models"]))
+
+
+def _build(kind: Any, data: dict[str, Any]) -> Any:
+    """`kind(**data)`, ignoring keys it does not know (a newer sampler may add fields)."""
+    known = {field.name for field in fields(kind)}
+    return kind(**{key: value for key, value in data.items() if key in known})
