@@ -1,4 +1,4 @@
-"""The worker stays slim: loading every worker module pulls in neither web3 nor payments."""
+"""The worker stays slim: loading every worker module pulls in neither web3, eth-* nor payments."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 
 from tests.helpers.processes import ROOT
 
+# web3 and the eth-* packages behind payments.tickets, and payments itself
+ETHEREUM_AND_PAYMENTS = ("web3", "eth_account", "eth_utils", "eth_keys", "eth_hash", "payments")
 WORKER_MODULES = [
     "worker.__main__",
     "worker.server",
@@ -23,7 +25,7 @@ def test_worker_modules_import_neither_web3_nor_payments() -> None:
         "import importlib, json, sys\n"
         f"for name in {WORKER_MODULES!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('web3', 'eth_account', 'payments', 'worker'))))\n"
+        f"{('worker', *ETHEREUM_AND_PAYMENTS)!r})))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
