@@ -2,8 +2,9 @@
 
 Connections are spread over several client processes (threads inside each), so the
 client is not held back by one interpreter lock. Every connection sends the same request
-(a POST with a JSON body, or a GET), over and over, from `start` to `stop` (time.monotonic, shared by every
-process on Linux); latencies are recorded only inside the measured window.
+(a POST with a JSON body, or a GET), over and over, from `start` to `stop`
+(time.monotonic, shared by every process on Linux); latencies are recorded only inside
+the measured window.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def _drive(plan: Plan, outcome: Outcome, lock: threading.Lock) -> None:
     time.sleep(max(0.0, plan.start_at - time.monotonic()))
     while (now := time.monotonic()) < plan.stop_at:
         try:
-            connection.request("GET" if plan.body is None else "POST", plan.path, plan.body, headers)
+            method = "GET" if plan.body is None else "POST"
+            connection.request(method, plan.path, plan.body, headers)
             response = connection.getresponse()
             response.read()
             status = response.status

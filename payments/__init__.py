@@ -2,8 +2,10 @@
 
 Everything here works on Python integers and ``fractions.Fraction``: wei amounts and
 256-bit win probabilities never pass through a float. The package is independent of the
-worker (the worker never imports it) and needs only ``eth-utils`` / ``eth-account``
-(installed with the ``payments`` extra) for keccak256 and signatures.
+worker (the worker never imports it) and needs only the standard library, so
+``python3 scripts/check_pricing.py`` runs on a bare Python 3.11. The one exception is
+``tickets`` (keccak256 and signatures), which needs ``eth-account`` / ``eth-utils`` (the
+``payments`` extra) and which no other module imports.
 
 Modules, one job each:
 
@@ -12,7 +14,8 @@ Modules, one job each:
 - ``winprob``       ``winProb`` from ticket EV and face value, its inverse, probabilities
 - ``facevalue``     the face value an orchestrator quotes (``recipient.faceValue``)
 - ``validation``    what a gateway accepts (``sender.validateTicketParams``)
-- ``tickets``       ticket hashing, signer recovery, the winning check
+- ``tickets``       ticket hashing, signing, signer recovery, the winning check
+                    (optional: needs the ``payments`` extra)
 - ``go_values``     how go-livepeer parses each flag value
 - ``config_files``  go-livepeer ``-config`` files (``key value`` lines)
 - ``pricing_check`` the orchestrator-versus-gateway consistency check

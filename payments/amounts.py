@@ -1,7 +1,8 @@
 """Wei amounts as operators write them, parsed exactly; and wei formatted for humans.
 
 Accepted: plain wei (``29000000000000``), a unit (``18 gwei``, ``0.001 ETH``, any unit
-name eth-utils knows, case-insensitive, plus ``eth``), thousands separators in groups of
+name eth-utils knows, case-insensitive, plus ``eth``; the table is written out here so the
+pricing check needs the standard library alone), thousands separators in groups of
 three (``100 000 000 000 000``, ``1_000``, ``1,000``) and scientific notation that is a
 whole number of wei (``1e15``, ``2.9e13``). Everything else raises ``AmountError`` with
 the reason: negatives, fractional wei, empty, non-numbers, unknown units, values over
@@ -13,13 +14,22 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from eth_utils.currency import units as _ETH_UNITS
-
 MAX_UINT256 = 2**256 - 1
 
-# unit name (lower case) -> wei per unit, exact integers
-UNITS: dict[str, int] = {name.lower(): int(value) for name, value in _ETH_UNITS.items()}
-UNITS["eth"] = UNITS["ether"]
+# unit name (lower case) -> wei per unit: eth-utils' ``currency.units``, plus ``eth``
+UNITS: dict[str, int] = {
+    "wei": 1,
+    **dict.fromkeys(("kwei", "babbage", "femtoether"), 10**3),
+    **dict.fromkeys(("mwei", "lovelace", "picoether"), 10**6),
+    **dict.fromkeys(("gwei", "shannon", "nanoether", "nano"), 10**9),
+    **dict.fromkeys(("szabo", "microether", "micro"), 10**12),
+    **dict.fromkeys(("finney", "milliether", "milli"), 10**15),
+    **dict.fromkeys(("ether", "eth"), 10**18),
+    **dict.fromkeys(("kether", "grand"), 10**21),
+    "mether": 10**24,
+    "gether": 10**27,
+    "tether": 10**30,
+}
 
 _SEPARATORS = " _,'\u00a0\u2009\u202f"
 _NUMBER = re.compile(

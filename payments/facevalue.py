@@ -86,6 +86,36 @@ def quote_face_value(
     return FaceValueQuote(face_value, cost, uncapped, capped_by)
 
 
+def face_value_cap(max_face_value: int = 0, max_float: int | None = None) -> int | None:
+    """The lower of ``-maxFaceValue`` (when > 0) and the max float; ``None`` when neither caps."""
+    caps = [max_face_value] if max_face_value > 0 else []
+    if max_float is not None:
+        caps.append(max_float)
+    return min(caps) if caps else None
+
+
+def highest_quoting_gas_price(
+    ev: int, *, redeem_gas: int, max_face_value: int = 0, max_float: int | None = None
+) -> int | None:
+    """The highest gas price at which ``recipient.faceValue`` still quotes tickets.
+
+    ``None`` when no gas price stops it: no cap, or a cap at least the redemption cost at
+    the 3 gwei average. Otherwise the face value is stuck at the cap and go-livepeer refuses
+    once ``redeemGas * gasPrice`` passes it, so the answer is ``cap // redeemGas``. Raises
+    ``InsufficientSenderReserve`` when it quotes at no gas price (a cap below ``ev``).
+    """
+    cap = face_value_cap(max_face_value, max_float)
+    if cap is None:
+        return None
+    if cap < ev:
+        raise InsufficientSenderReserve(
+            f"insufficient sender reserve: the face value cap {cap} wei is below ticket EV {ev} wei"
+        )
+    if cap >= tx_cost(redeem_gas, AVG_GAS_PRICE):
+        return None
+    return cap // redeem_gas
+
+
 def ticket_params_face_value(
     price_per_pixel: Fraction,
     ev: int,

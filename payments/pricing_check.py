@@ -31,7 +31,10 @@ from payments.facevalue import (
     FaceValueQuote,
     InsufficientSenderReserve,
     auto_adjusted_price,
+    face_value_cap,
+    highest_quoting_gas_price,
     quote_face_value,
+    tx_cost,
     tx_cost_multiplier,
 )
 from payments.go_values import parse_bool
@@ -42,6 +45,10 @@ from payments.winprob import MAX_WIN_PROB, describe_probability, ticket_ev, win_
 OFFCHAIN = "offchain"
 ASSUMED_NETWORK = "arbitrum-one-mainnet"  # where Livepeer's protocol runs today
 MAX_TICKETS_PER_PAYMENT = 600  # byoc/payment.go ticketCountForCost (pm.maxSenderNonces)
+# starter.go reads these only inside `if *cfg.Orchestrator` ...
+ORCHESTRATOR_ONLY_FLAGS = ("pricePerUnit", "ticketEV", "maxFaceValue", "autoAdjustPrice")
+# ... and these only for a gateway (BroadcasterNode or RemoteSignerNode)
+GATEWAY_ONLY_FLAGS = ("maxPricePerUnit", "maxTicketEV", "maxTotalEV", "depositMultiplier")
 
 
 class Status(enum.StrEnum):
@@ -67,7 +74,8 @@ class Assumptions:
     """What the check cannot read from the two files; ``None`` picks the documented default.
 
     - ``gas_price``: wei; default the orchestrator's ``maxGasPrice`` (the most it will pay),
-      else go-livepeer's hard-coded average of 3 gwei; never below ``minGasPrice``.
+      else go-livepeer's hard-coded average of 3 gwei, lowered to the highest gas price at
+      which the orchestrator still quotes tickets; never below ``minGasPrice``.
     - ``redeem_gas``: default go-livepeer's value for the network (1,200,000 on Arbitrum).
     - ``deposit`` / ``max_float``: the gateway's on-chain deposit and the reserve it
       allocates to this orchestrator; unknown by default.
@@ -143,6 +151,21 @@ def check_pricing(
         min_gas = MIN_GAS_PRICE_BY_NETWORK.get(network, 0)
     gas_price, gas_source = _gas_price(orch, assume)
     gas_price = max(gas_price, min_gas)
+    try:
+        limit = highest_quoting_gas_price(
+            orch.ticket_ev,
+            redeem_gas=redeem_gas,
+            max_face_value=orch.max_face_value,
+            max_float=assume.max_float,
+        )
+    except InsufficientSenderReserve:
+        limit = None  # it quotes at no gas price: the faceValue row says so
+    if assume.gas_price is None and limit is not None and min_gas <= limit < gas_price:
+        gas_source = (
+            f"{gas_source}, {readable_wei(gas_price)}, lowered to the highest gas price at "
+            "which the orchestrator still quotes tickets: see the maxGasPrice row"
+        )
+        gas_price = limit
     report.assumptions += [
         f"network for payments: {network}; redeemGas {redeem_gas:,} "
         f"({'--redeem-gas' if assume.redeem_gas is not None else 'go-livepeer for ' + network})",
@@ -179,9 +202,13 @@ def check_pricing(
 
     _ticket_ev_row(report, orch, gateway, ev, codes)
     _face_value_row(report, orch, limits, quote, refusal, codes, (redeem_gas, min_gas, gas_price))
-    _win_prob_row(report, wp, codes)
+    low_face_value = None
+    if quote is not None:
+        low_face_value = _face_value_range(orch, redeem_gas, min_gas, gas_price)[0]
+    _win_prob_row(report, orch.ticket_ev, wp, low_face_value, codes)
     _total_ev_row(report, gateway, ev, tickets, tickets_reason, codes)
-    _gas_row(report, orch, quote, gas_price)
+    _gas_row(report, orch, quote, gas_price, (redeem_gas, limit, assume.max_float))
+    _ignored_flag_rows(report, orch, gateway, quote)
 
     if quote is not None and wp is not None and ev is not None:
         report.derived.update(
@@ -340,7 +367,9 @@ def _price_rows(
             f"{significant(max_per_pixel, 12)}: the gateway skips this orchestrator",
         )
     else:
-        report.add("pricePerUnit", orch_text, gw_text, Status.OK, "within the gateway's max")
+        headroom = significant((max_per_pixel / quoted - 1) * 100, 3) if quoted else "any"
+        reason = f"within the gateway's max ({headroom}% headroom)"
+        report.add("pricePerUnit", orch_text, gw_text, Status.OK, reason)
 
 
 def _tickets_per_payment(
@@ -388,7 +417,12 @@ def _ticket_ev_row(
         reason = "ticketEV is above the gateway's maxTicketEV"
         report.add("ticketEV", orch_text, gw_text, Status.MISMATCH, reason)
     else:
-        report.add("ticketEV", orch_text, gw_text, Status.OK, "within maxTicketEV")
+        reason = "within maxTicketEV"
+        realised = ev if ev is not None else Fraction(orch.ticket_ev)
+        if realised > 0:
+            ratio = significant(gateway.max_ticket_ev / realised, 4)
+            reason += f": maxTicketEV is {ratio} x the realised ticket EV"
+        report.add("ticketEV", orch_text, gw_text, Status.OK, reason)
 
 
 def _face_value_row(
@@ -429,6 +463,7 @@ def _face_value_row(
             f"; for gas prices from {readable_wei(min_gas)} to {readable_wei(gas_price)} the "
             f"face value ranges from {readable_wei(low)} to {readable_wei(high)}"
         )
+        spread += _below_cap_window(orch, redeem_gas, min_gas, gas_price)
     for code in ("no_sender_deposit", "face_value_over_deposit"):
         if code in codes:
             report.add("faceValue", orch_text, gw_text, Status.MISMATCH, codes[code].detail)
@@ -468,7 +503,34 @@ def _face_value_range(
     return (min(values), max(values)) if values else (0, 0)
 
 
-def _win_prob_row(report: Report, wp: int | None, codes: dict[str, Problem]) -> None:
+def _below_cap_window(
+    orch: OrchestratorSettings, redeem_gas: int, min_gas: int, gas_price: int
+) -> str:
+    """Where a capped face value dips below maxFaceValue: 100 x txCost, in a window of gas."""
+    if not orch.max_face_value or not redeem_gas:
+        return ""
+    per_wei = redeem_gas * TX_COST_MULTIPLIER
+    first = max(-(-orch.ticket_ev // per_wei), min_gas)  # from here 100 x txCost >= ticketEV
+    last = min(-(-orch.max_face_value // per_wei) - 1, gas_price)  # ... and < maxFaceValue
+    if first > last:
+        return ""
+    below = orch.ticket_ev * TX_COST_MULTIPLIER
+    if below >= orch.max_face_value:
+        rest = f"at every other gas price up to {readable_wei(gas_price)} it is the cap"
+    else:
+        rest = (
+            f"below {first} wei it is ticketEV x 100 ({readable_wei(below)}), "
+            f"above {last} wei the cap"
+        )
+    return (
+        f" (it is 100 x txCost, below the maxFaceValue cap, only for gas prices from "
+        f"{first} to {last} wei; {rest})"
+    )
+
+
+def _win_prob_row(
+    report: Report, ev: int, wp: int | None, low_face_value: int | None, codes: dict[str, Problem]
+) -> None:
     if wp is None:
         report.add("winProb", "-", "must be < 1", Status.MISMATCH, "no tickets are quoted")
     elif "face_value_too_low" in codes or wp >= MAX_WIN_PROB:
@@ -482,7 +544,15 @@ def _win_prob_row(report: Report, wp: int | None, codes: dict[str, Problem]) -> 
             f"it ('ticket faceValue too low'); raise maxFaceValue above ticketEV. {detail}",
         )
     else:
-        report.add("winProb", describe_probability(wp), "must be < 1", Status.OK, "below 1")
+        reason = "below 1"
+        if low_face_value and low_face_value > ev:
+            low_wp = win_prob(ev, low_face_value)
+            if low_wp != wp:
+                reason += (
+                    f"; at the lowest face value ({readable_wei(low_face_value)}) it is "
+                    f"{describe_probability(low_wp)}"
+                )
+        report.add("winProb", describe_probability(wp), "must be < 1", Status.OK, reason)
 
 
 def _total_ev_row(
@@ -504,15 +574,35 @@ def _total_ev_row(
             "EV per payment", orch_text, gw_text, Status.MISMATCH, f"{detail}; {tickets_reason}"
         )
     else:
+        room = (
+            f"; a payment may hold at most {math.floor(gateway.max_total_ev / ev)} tickets"
+            if ev
+            else ""
+        )
         report.add(
-            "EV per payment", orch_text, gw_text, Status.OK, f"within maxTotalEV; {tickets_reason}"
+            "EV per payment",
+            orch_text,
+            gw_text,
+            Status.OK,
+            f"within maxTotalEV{room}; {tickets_reason}",
         )
 
 
 def _gas_row(
-    report: Report, orch: OrchestratorSettings, quote: FaceValueQuote | None, gas_price: int
+    report: Report,
+    orch: OrchestratorSettings,
+    quote: FaceValueQuote | None,
+    gas_price: int,
+    limits: tuple[int, int | None, int | None],
 ) -> None:
+    """maxGasPrice: the redemption cost, and any gas price above which no tickets are quoted."""
+    redeem_gas, limit, max_float = limits
     orch_text = format_wei(orch.max_gas_price) if orch.max_gas_price else "0 (no maximum)"
+    ceiling = orch.max_gas_price or None
+    if limit is not None and (ceiling is None or limit < ceiling):
+        reason = _quote_limit_reason(orch, redeem_gas, limit, ceiling, max_float)
+        report.add("maxGasPrice", orch_text, "-", Status.WARN, reason)
+        return
     if quote is None:
         report.add("maxGasPrice", orch_text, "-", Status.INFO, "no tickets are quoted")
         return
@@ -535,3 +625,77 @@ def _gas_row(
         )
     else:
         report.add("maxGasPrice", orch_text, "-", Status.OK, reason)
+
+
+def _quote_limit_reason(
+    orch: OrchestratorSettings,
+    redeem_gas: int,
+    limit: int,
+    ceiling: int | None,
+    max_float: int | None,
+) -> str:
+    """Why the orchestrator stops quoting above ``limit``, with the numbers and the fixes."""
+    cap = face_value_cap(orch.max_face_value, max_float) or 0
+    cap_name = "maxFaceValue" if cap == orch.max_face_value else "the gateway's max float"
+    avg_cost = tx_cost(redeem_gas, AVG_GAS_PRICE)
+    reason = (
+        f"above gas price {limit} wei ({readable_wei(limit)}) = {cap_name} "
+        f"{readable_wei(cap)} / redeemGas {redeem_gas:,}, the orchestrator quotes no tickets "
+        f"('insufficient sender reserve') and on-chain gateways cannot pay it: the face value "
+        f"stays at the {readable_wei(cap)} cap while txCost = redeemGas x gasPrice passes it, "
+        f"and the cap is also below go-livepeer's fallback, the cost at its 3 gwei average "
+        f"gas price ({readable_wei(avg_cost)})"
+    )
+    if ceiling is None:
+        return reason + (
+            f". No maxGasPrice is set: it redeems at any gas price. To quote at every gas "
+            f"price set {cap_name} to at least {avg_cost}"
+        )
+    ceiling_cost = tx_cost(redeem_gas, ceiling)
+    share = significant(Fraction(ceiling_cost, cap) * 100, 4)
+    return reason + (
+        f". maxGasPrice {readable_wei(ceiling)} lets it redeem up to {readable_wei(ceiling)}, "
+        f"where txCost is {readable_wei(ceiling_cost)} ({share}% of the cap), but it takes no "
+        f"new tickets between {readable_wei(limit + 1)} and {readable_wei(ceiling)}. To quote up "
+        f"to maxGasPrice: {cap_name} {min(ceiling_cost, avg_cost)} or more, or maxGasPrice "
+        f"{limit} or less"
+    )
+
+
+def _ignored_flag_rows(
+    report: Report,
+    orch: OrchestratorSettings,
+    gateway: GatewaySettings,
+    quote: FaceValueQuote | None,
+) -> None:
+    """Pricing flags set in the other side's file: accepted by go-livepeer, then ignored."""
+    sides = (
+        (gateway.config, ("orchestrator",), ORCHESTRATOR_ONLY_FLAGS, "an orchestrator", "gateway"),
+        (orch.config, ("gateway", "broadcaster"), GATEWAY_ONLY_FLAGS, "a gateway", "orchestrator"),
+    )
+    for config, roles, names, reader, side in sides:
+        if any(parse_bool(config.get(role).value) for role in roles):
+            continue  # the file also takes that role: the flag is read
+        for name in names:
+            if not config.is_set(name):
+                continue
+            setting = config.get(name)
+            shown = f"{setting.value} ({config.path.name}:{setting.line})"
+            reason = (
+                f"ignored: go-livepeer defines {name} for every node (so the {side} starts) "
+                f"but reads it only on {reader} (cmd/livepeer/starter/starter.go)"
+            )
+            if name == "maxFaceValue":
+                reason += (
+                    "; a gateway's own face-value limit is its on-chain deposit / "
+                    f"depositMultiplier ({gateway.deposit_multiplier})"
+                )
+                if quote is not None:
+                    need = quote.face_value * gateway.deposit_multiplier
+                    reason += (
+                        f": to accept the orchestrator's face value of "
+                        f"{readable_wei(quote.face_value)} it needs a deposit of at least "
+                        f"{format_wei(need)}"
+                    )
+            orch_text, gw_text = ("-", shown) if side == "gateway" else (shown, "-")
+            report.add(f"{name} ({side})", orch_text, gw_text, Status.WARN, reason)

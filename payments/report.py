@@ -63,6 +63,12 @@ def render_text(report: Report, orchestrator_file: str, gateway_file: str) -> st
         )
     else:
         lines.append("OK: the gateway will accept the orchestrator's price and tickets")
+    warnings = [row.parameter for row in report.rows if row.status.value == "WARN"]
+    if warnings:
+        lines.append(
+            f"{len(warnings)} warning(s), see the table ({', '.join(warnings)}); "
+            "warnings do not change the exit status"
+        )
     return "\n".join(lines) + "\n"
 
 

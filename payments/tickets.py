@@ -3,16 +3,26 @@
 Follows go-livepeer's ``pm/ticket.go`` (``Ticket.Hash``, ``AuxData``), ``pm/validator.go``
 (``ValidateTicket``, ``IsWinningTicket``), ``crypto/verify.go`` (``VerifySig``) and
 ``eth/accountmanager.go`` (``Sign``: a personal-message signature with v = 27 or 28).
-keccak256 and ECDSA come from eth-utils / eth-account.
+keccak256 and ECDSA come from eth-utils / eth-account (the ``payments`` extra).
+
+The one optional module of ``payments``: nothing else in the package, the pricing check or
+the worker imports it, so they run on the standard library alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+try:
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from eth_utils import keccak, to_canonical_address, to_checksum_address
+except ModuleNotFoundError as exc:  # tested in a subprocess: test_payments_isolation
+    raise ModuleNotFoundError(
+        f"payments.tickets needs eth-account and eth-utils ({exc.name} is missing): "
+        "pip install 'agent-net[payments]'",
+        name=exc.name,
+    ) from exc
 
 MAX_UINT256 = 2**256 - 1
 MAX_UINT32 = 2**32 - 1

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payments.amounts import MAX_UINT256, AmountError, format_wei, parse_amount, readable_wei
+from payments.amounts import (
+    MAX_UINT256,
+    UNITS,
+    AmountError,
+    format_wei,
+    parse_amount,
+    readable_wei,
+)
 
 uint256 = st.integers(min_value=0, max_value=MAX_UINT256)
 
@@ -123,3 +130,11 @@ def test_readable_units() -> None:
     assert readable_wei(83_333_333) == "0.083333333 gwei"
     assert readable_wei(999) == "999 wei"
     assert format_wei(18 * 10**9) == "18000000000 wei (18 gwei)"
+
+
+def test_unit_table_is_the_one_eth_utils_has() -> None:
+    """The written-out table (no eth-utils at run time) matches eth-utils', plus ``eth``."""
+    from eth_utils.currency import units
+
+    expected = {name.lower(): int(value) for name, value in units.items()} | {"eth": 10**18}
+    assert expected == UNITS

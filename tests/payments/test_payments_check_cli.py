@@ -51,8 +51,42 @@ def test_committed_files_pass(tmp_path: Path) -> None:
     for parameter in ("pricePerUnit", "ticketEV", "faceValue", "winProb", "autoAdjustPrice"):
         assert f"| {parameter}" in out
     assert "29000000000000 wei (29,000 gwei)" in out
-    assert "0.29 (29%" in out
-    assert out.rstrip().endswith("OK: the gateway will accept the orchestrator's price and tickets")
+    assert "0.029 (2.9%, 1 ticket in 34.48" in out
+    assert "\nOK: the gateway will accept the orchestrator's price and tickets\n" in out
+    assert out.rstrip().endswith(
+        "2 warning(s), see the table (maxGasPrice, maxFaceValue (gateway)); "
+        "warnings do not change the exit status"
+    )
+
+
+def test_committed_files_warn_about_max_gas_price_and_the_gateway_max_face_value() -> None:
+    result = run_script("--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {row["parameter"]: row for row in report["rows"]}
+    assert {p for p, row in rows.items() if row["status"] == "WARN"} == {
+        "maxGasPrice",
+        "maxFaceValue (gateway)",
+    }
+    gas = rows["maxGasPrice"]
+    assert gas["orchestrator"] == "1000000000 wei (1 gwei)"
+    # maxFaceValue 1e15 / redeemGas 1,200,000 = 833,333,333.3: the last gas price quoted
+    for number in (
+        "above gas price 833333333 wei",
+        "redeemGas 1,200,000",
+        "(0.0036 ETH)",  # the cost at the 3 gwei average, also above the cap
+        "txCost is 0.0012 ETH (120% of the cap)",
+        "between 0.833333334 gwei and 1 gwei",
+        "maxFaceValue 1200000000000000 or more, or maxGasPrice 833333333 or less",
+    ):
+        assert number in gas["reason"]
+    ignored = rows["maxFaceValue (gateway)"]
+    assert ignored["gateway"].startswith("1000000000000000 (gateway.conf:")
+    assert "reads it only on an orchestrator" in ignored["reason"]
+    assert "deposit of at least 1000000000000000 wei (0.001 ETH)" in ignored["reason"]
+    # the rows are evaluated at the highest gas price that is still quoted
+    assert report["derived"]["gas_price_wei"] == "833333333"
+    assert any("the most it pays, 1 gwei, lowered" in a for a in report["assumptions"])
 
 
 def test_committed_files_json_numbers() -> None:
@@ -62,10 +96,10 @@ def test_committed_files_json_numbers() -> None:
     assert report["ok"] is True and report["exit_code"] == 0
     assert "MISMATCH" not in statuses(report).values()
     derived = report["derived"]
-    assert derived["face_value_wei"] == "100000000000000"
+    assert derived["face_value_wei"] == "1000000000000000"
     probability = Fraction(int(derived["win_prob"]), MAX_WIN_PROB)
     assert (
-        Fraction(29, 100) <= probability < Fraction(29, 100) + Fraction(29 * 10**12, MAX_WIN_PROB)
+        Fraction(29, 1000) <= probability < Fraction(29, 1000) + Fraction(29 * 10**12, MAX_WIN_PROB)
     )
     num, den = map(int, derived["ticket_ev_wei"].split("/"))
     assert 29_000_000_000_000 < Fraction(num, den) < 29_000_000_000_001
@@ -121,12 +155,12 @@ def test_bad_assumption_is_a_usage_error() -> None:
 
 
 def test_deposit_decides_the_face_value_row(capsys) -> None:
-    code, report = run_main(capsys, "--deposit", "0.0001 ETH")
+    code, report = run_main(capsys, "--deposit", "0.001 ETH")
     assert code == 0 and statuses(report)["faceValue"] == "OK"
-    code, report = run_main(capsys, "--deposit", "99999999999999")
+    code, report = run_main(capsys, "--deposit", "999999999999999")
     assert code == 1 and statuses(report)["faceValue"] == "MISMATCH"
     row = next(r for r in report["rows"] if r["parameter"] == "faceValue")
-    assert "99999999999999" in row["gateway"]
+    assert "999999999999999" in row["gateway"]
 
 
 def test_auto_adjust_price_warns_and_can_break_the_price(capsys, edited) -> None:
@@ -135,13 +169,13 @@ def test_auto_adjust_price_warns_and_can_break_the_price(capsys, edited) -> None
     code, report = run_main(capsys, "--orchestrator", orch, "--gateway", any_price)
     assert code == 0 and statuses(report)["autoAdjustPrice"] == "WARN"
     row = next(r for r in report["rows"] if r["parameter"] == "autoAdjustPrice")
-    assert "default" in row["orchestrator"] and "+24%" in row["reason"]
-    # face value 1e14 / tx cost 2.4e13 at 0.02 gwei: 18 gwei rises by 24% to 22.32 gwei,
-    # past the committed gateway's 20 gwei maximum
+    assert "default" in row["orchestrator"] and "+100%" in row["reason"]
+    # face value 1e15 / tx cost 999,999,999,600,000 at 833,333,333 wei: 100,000 gwei rises
+    # by 99.99999996% to 199,999,999,960,000 wei, past the gateway's 130,000 gwei maximum
     code, report = run_main(capsys, "--orchestrator", orch)
     assert code == 1 and statuses(report)["pricePerUnit"] == "MISMATCH"
     row = next(r for r in report["rows"] if r["parameter"] == "pricePerUnit")
-    assert "22320000000" in row["reason"]
+    assert "199999999960000 wei per unit" in row["reason"]
 
 
 def test_default_max_total_ev_refuses_a_single_ticket(capsys, edited) -> None:
@@ -167,11 +201,70 @@ def test_face_value_equal_to_ev_means_win_prob_one(capsys, edited) -> None:
 
 
 def test_gas_price_above_what_the_cap_covers_stops_quotes(capsys) -> None:
-    # at 0.1 gwei a redemption costs 1.2e14 > maxFaceValue 1e14 (and < the 3 gwei cost)
-    code, report = run_main(capsys, "--gas-price", "0.1 gwei")
+    # 833,333,333 wei x 1,200,000 gas = 999,999,999,600,000 <= maxFaceValue 1e15: quoted
+    code, report = run_main(capsys, "--gas-price", "833333333")
+    assert code == 0 and statuses(report)["faceValue"] != "MISMATCH"
+    assert report["derived"]["face_value_wei"] == "1000000000000000"
+    # one wei more costs 1,000,000,000,800,000 > 1e15 (and < 3.6e15 at 3 gwei): refused
+    code, report = run_main(capsys, "--gas-price", "833333334")
     assert code == 1 and statuses(report)["faceValue"] == "MISMATCH"
     row = next(r for r in report["rows"] if r["parameter"] == "faceValue")
     assert "insufficient sender reserve" in row["reason"]
+
+
+def test_max_gas_price_within_the_cap_needs_no_warning(capsys, edited) -> None:
+    orch = edited(ORCHESTRATOR_CONF, maxGasPrice="833333333")
+    code, report = run_main(capsys, "--orchestrator", orch)
+    assert code == 0 and statuses(report)["maxGasPrice"] == "OK"
+    assert report["derived"]["gas_price_wei"] == "833333333"
+    assert not any("lowered" in a for a in report["assumptions"])
+    # a cap that covers a redemption at 1 gwei closes the gap too, but only just
+    orch = edited(ORCHESTRATOR_CONF, name="big.conf", maxFaceValue="1200000000000000")
+    code, report = run_main(capsys, "--orchestrator", orch)
+    assert code == 0 and report["derived"]["gas_price_wei"] == "1000000000"
+    row = next(r for r in report["rows"] if r["parameter"] == "maxGasPrice")
+    assert row["status"] == "WARN" and "quotes no tickets" not in row["reason"]
+    assert "100% of its face value: redemption eats the payment" in row["reason"]
+
+
+def test_no_max_gas_price_still_warns_about_the_quote_limit(capsys, edited) -> None:
+    orch = edited(ORCHESTRATOR_CONF, maxGasPrice=None)  # 0: no maximum
+    code, report = run_main(capsys, "--orchestrator", orch)
+    assert code == 0 and statuses(report)["maxGasPrice"] == "WARN"
+    row = next(r for r in report["rows"] if r["parameter"] == "maxGasPrice")
+    assert "No maxGasPrice is set" in row["reason"]
+    assert "maxFaceValue to at least 3600000000000000" in row["reason"]
+
+
+def test_max_face_value_below_ticket_ev_quotes_at_no_gas_price(capsys, edited) -> None:
+    orch = edited(ORCHESTRATOR_CONF, maxFaceValue="28999999999999")
+    code, report = run_main(capsys, "--orchestrator", orch)
+    assert code == 1 and statuses(report)["faceValue"] == "MISMATCH"
+    row = next(r for r in report["rows"] if r["parameter"] == "faceValue")
+    assert "below ticket EV" in row["reason"]
+
+
+def test_flags_for_the_other_side_are_flagged_as_ignored(capsys, edited) -> None:
+    gateway = edited(GATEWAY_CONF, maxFaceValue=None)
+    code, report = run_main(capsys, "--gateway", gateway)
+    assert code == 0 and "maxFaceValue (gateway)" not in statuses(report)
+    orch = edited(ORCHESTRATOR_CONF, maxTicketEV="300000000000000")
+    code, report = run_main(capsys, "--orchestrator", orch, "--gateway", gateway)
+    assert code == 0 and statuses(report)["maxTicketEV (orchestrator)"] == "WARN"
+    # a file that takes both roles reads both sides' flags
+    both = edited(ORCHESTRATOR_CONF, name="both.conf", maxTicketEV="1", gateway="true")
+    code, report = run_main(capsys, "--orchestrator", both, "--gateway", gateway)
+    assert "maxTicketEV (orchestrator)" not in statuses(report)
+
+
+def test_face_value_row_names_the_gas_window_below_the_cap(capsys) -> None:
+    code, report = run_main(capsys)
+    assert code == 0
+    row = next(r for r in report["rows"] if r["parameter"] == "faceValue")
+    # 100 x txCost reaches ticketEV at 241,667 wei and the 1e15 cap at 8,333,334 wei
+    assert "only for gas prices from 241667 to 8333333 wei" in row["reason"]
+    row = next(r for r in report["rows"] if r["parameter"] == "winProb")
+    assert "at the lowest face value (29,000.04 gwei) it is 0.999999" in row["reason"]
 
 
 def test_network_mismatch_and_missing_price(capsys, edited) -> None:
@@ -205,3 +298,17 @@ def test_console_script_points_at_main() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, attr = scripts["agent-net-check-pricing"].partition(":")
     assert getattr(importlib.import_module(module), attr) is main
+
+
+def test_face_value_window_with_a_cap_above_ticket_ev_times_100(capsys, edited) -> None:
+    # cap 0.01 ETH > ticketEV x 100 = 0.0029 ETH: below 241,667 wei the face value is the
+    # latter; 100 x txCost passes the cap above 1e16 / 1.2e8 = 83,333,333.3 wei
+    orch = edited(ORCHESTRATOR_CONF, maxFaceValue="10000000000000000")
+    code, report = run_main(capsys, "--orchestrator", orch)
+    assert code == 0 and statuses(report)["maxGasPrice"] == "OK"  # 0.01 ETH >= 0.0036 ETH
+    row = next(r for r in report["rows"] if r["parameter"] == "faceValue")
+    assert "only for gas prices from 241667 to 83333333 wei" in row["reason"]
+    assert (
+        "below 241667 wei it is ticketEV x 100 (0.0029 ETH), above 83333333 wei the cap"
+        in (row["reason"])
+    )

@@ -118,6 +118,21 @@ def test_gateway_values_go_livepeer_refuses(
     assert reason in excinfo.value.reason
 
 
+DESIGN_ORCHESTRATOR = {
+    "pricePerUnit": "100000000000000",
+    "ticketEV": "29000000000000",
+    "maxFaceValue": "1000000000000000",
+    "autoAdjustPrice": "false",
+    "maxGasPrice": "1000000000",
+}
+DESIGN_GATEWAY = {
+    "maxTicketEV": "300000000000000",
+    "maxTotalEV": "300000000000000",
+    "maxFaceValue": "1000000000000000",
+    "maxPricePerUnit": "130000000000000",
+}
+
+
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found") as excinfo:
         read_config_file(tmp_path / "nope.conf")
@@ -130,17 +145,21 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         read_config_file(binary)
 
 
-def test_committed_files_parse_to_the_seed_values() -> None:
-    orch = orchestrator_settings(read_config_file(ORCHESTRATOR_CONF))
-    assert orch.ticket_ev == 29_000_000_000_000
-    assert orch.max_face_value == 100_000_000_000_000
-    assert orch.auto_adjust_price is False
-    assert orch.max_gas_price > 0
-    assert orch.price is not None and orch.price.wei_per_pixel() == 18 * 10**9
-    gateway = gateway_settings(read_config_file(GATEWAY_CONF))
-    assert gateway.max_ticket_ev > orch.ticket_ev
-    assert gateway.max_total_ev >= gateway.max_ticket_ev
-    assert gateway.max_price.wei_per_pixel() >= orch.price.wei_per_pixel()
+def test_committed_files_carry_the_design_numbers() -> None:
+    """The design's flag cheat-sheet, value for value."""
+    orch = read_config_file(ORCHESTRATOR_CONF)
+    assert {name: orch.get(name).value for name in DESIGN_ORCHESTRATOR} == DESIGN_ORCHESTRATOR
+    gateway = read_config_file(GATEWAY_CONF)
+    assert {name: gateway.get(name).value for name in DESIGN_GATEWAY} == DESIGN_GATEWAY
+    typed = orchestrator_settings(orch)
+    assert typed.ticket_ev == 29_000_000_000_000
+    assert typed.max_face_value == 10**15
+    assert typed.auto_adjust_price is False
+    assert typed.max_gas_price == 10**9
+    assert typed.price is not None and typed.price.wei_per_pixel() == 10**14
+    typed_gateway = gateway_settings(gateway)
+    assert typed_gateway.max_ticket_ev == typed_gateway.max_total_ev == 3 * 10**14
+    assert typed_gateway.max_price.wei_per_pixel() == 13 * 10**13
 
 
 @pytest.mark.parametrize("path", [ORCHESTRATOR_CONF, GATEWAY_CONF])

@@ -13,6 +13,8 @@ from payments.facevalue import (
     EV_MULTIPLIER,
     InsufficientSenderReserve,
     auto_adjusted_price,
+    face_value_cap,
+    highest_quoting_gas_price,
     quote_face_value,
     ticket_params_face_value,
     tx_cost,
@@ -137,3 +139,51 @@ def test_quote_is_never_below_ev_and_respects_the_cap(
     from_gas = redeem_gas * gas * 100
     expected = from_gas if from_gas >= ev else ev * 100
     assert result.face_value == (min(expected, cap) if cap else expected)
+
+
+def test_highest_quoting_gas_price_for_the_shipped_numbers() -> None:
+    """ticketEV 29,000 gwei, maxFaceValue 0.001 ETH, Arbitrum's 1,200,000 redeem gas."""
+    ev, cap, gas = 29 * 10**12, 10**15, 1_200_000
+    limit = highest_quoting_gas_price(ev, redeem_gas=gas, max_face_value=cap)
+    assert limit == 833_333_333
+    at_limit = quote_face_value(ev, redeem_gas=gas, gas_price=limit, max_face_value=cap)
+    assert at_limit.face_value == cap and at_limit.capped_by == "maxFaceValue"
+    with pytest.raises(InsufficientSenderReserve, match="cost of redeeming"):
+        quote_face_value(ev, redeem_gas=gas, gas_price=limit + 1, max_face_value=cap)
+    # a cap at the 3 gwei average cost (3.6e15) is never undercut by go-livepeer's fallback
+    assert highest_quoting_gas_price(ev, redeem_gas=gas, max_face_value=36 * 10**14) is None
+    assert highest_quoting_gas_price(ev, redeem_gas=gas) is None
+    # the max float caps like maxFaceValue, and the lower of the two wins
+    lower = highest_quoting_gas_price(ev, redeem_gas=gas, max_face_value=cap, max_float=6 * 10**14)
+    assert lower == 500_000_000
+    assert face_value_cap(cap, 6 * 10**14) == 6 * 10**14 and face_value_cap(0, None) is None
+    with pytest.raises(InsufficientSenderReserve, match="below ticket EV"):
+        highest_quoting_gas_price(ev, redeem_gas=gas, max_face_value=ev - 1)
+
+
+@settings(max_examples=300)
+@given(
+    ev=st.integers(min_value=0, max_value=10**18),
+    redeem_gas=st.integers(min_value=0, max_value=2_000_000),
+    gas=st.integers(min_value=0, max_value=10**11),
+    cap=st.integers(min_value=0, max_value=10**19),
+    max_float=st.one_of(st.none(), st.integers(min_value=0, max_value=10**19)),
+)
+def test_highest_quoting_gas_price_matches_the_quote(
+    ev: int, redeem_gas: int, gas: int, cap: int, max_float: int | None
+) -> None:
+    """Quoted at gas iff a limit exists and gas <= limit, or no limit; never if it raises."""
+    kwargs = {"redeem_gas": redeem_gas, "max_face_value": cap, "max_float": max_float}
+    try:
+        limit = highest_quoting_gas_price(ev, **kwargs)
+    except InsufficientSenderReserve:
+        expect_quote = False
+    else:
+        expect_quote = limit is None or gas <= limit
+    try:
+        quote_face_value(ev, gas_price=gas, **kwargs)
+    except InsufficientSenderReserve:
+        quoted = False
+    else:
+        quoted = True
+    assert quoted == expect_quote
