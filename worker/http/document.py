@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.config import Settings
-from worker.sampling.published import Readings
+from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport, ModelEntry
 from worker.units import MIB, to_mib
 
@@ -93,48 +93,106 @@ def _encode_models(catalogue: Catalogue | None) -> str:
 
 
 class ReportBuilder:
-    """Builds the /gpu-check JSON text for one app (one per gunicorn worker process)."""
+    """Builds the /gpu-check JSON text for one app (one per gunicorn worker process).
+
+    Between two readings only `agent_id`, `timestamp` and the sources' ages change, so
+    the rest is encoded once per state (readings and statuses) and cut into a template
+    whose gaps each request fills: a request encodes four small values, not a document.
+    """
 
     def __init__(self, settings: Settings, readings: Readings) -> None:
         self._model_name = settings.ollama_model
         self._readings = readings
         self._gpus_json = _EncodedOnce(_encode_gpus)
         self._models_json = _EncodedOnce(_encode_models)
+        self._template: tuple[object, tuple[str, ...]] | None = None
 
     def render(self, agent_id: str) -> str:
         """The report as JSON text: the seed's fields first (same names), then the detail."""
-        gpu_view, ollama_view = self._readings.views()
+        views = self._readings.views()
+        key = tuple((view.data, view.status, view.reason, view.read_at) for view in views)
+        cached = self._template
+        if cached is not None and _same_key(cached[0], key):
+            parts = cached[1]
+        else:
+            parts = self._cut_template(views)
+            self._template = (key, parts)
+        gpu_view, ollama_view = views
+        return "".join(
+            (
+                parts[0],
+                _encode_string(agent_id),
+                parts[1],
+                repr(time.time()),
+                parts[2],
+                _age(gpu_view.age_seconds),
+                parts[3],
+                _age(ollama_view.age_seconds),
+                parts[4],
+            )
+        )
+
+    def _cut_template(
+        self, views: tuple[SourceView[GpuReport], SourceView[Catalogue]]
+    ) -> tuple[str, ...]:
+        """The document for `views` with gaps where the per-request values go."""
+        gpu_view, ollama_view = views
         gpu_report, catalogue = gpu_view.data, ollama_view.data
         gpus = gpu_report.gpus if gpu_report is not None else ()
         models = catalogue.models if catalogue is not None else ()
-        reasons = [
-            f"{view.name}: {view.reason}" for view in (gpu_view, ollama_view) if view.status != "ok"
-        ]
+        reasons = [f"{view.name}: {view.reason}" for view in views if view.status != "ok"]
         reasons.extend(f"nvml: GPU {gpu.index}: {gpu.error}" for gpu in gpus if gpu.error)
-        head = {
-            "status": "success" if not reasons else "degraded",
-            "agent_id": agent_id,
-            "model_name": self._model_name,
-            "vram_usage_mb": vram_usage_mb(gpus),
-            "total_models": len(models),
-            "timestamp": time.time(),
+        head = _compact(
+            {"status": "success" if not reasons else "degraded", "agent_id": _GAP}
+        ).split(_GAP_JSON)[0]
+        middle = _compact(
+            {
+                "model_name": self._model_name,
+                "vram_usage_mb": vram_usage_mb(gpus),
+                "total_models": len(models),
+                "timestamp": _GAP,
+            }
+        )
+        rest = {
             "gpu_count": len(gpus),
             "reasons": reasons,
-        }
-        tail = {
+            "gpus": _GAP_GPUS,
+            "models": _GAP_MODELS,
             "driver_version": gpu_report.driver_version if gpu_report is not None else None,
             "model_present": any(model.name == self._model_name for model in models),
             "ollama_version": catalogue.version if catalogue is not None else None,
-            "sources": {view.name: view.as_dict() for view in (gpu_view, ollama_view)},
+            "sources": {view.name: {**view.as_dict(), "age_seconds": _GAP} for view in views},
         }
-        return "".join(
-            (
-                _compact(head)[:-1],
-                ',"gpus":',
-                self._gpus_json(gpu_report),
-                ',"models":',
-                self._models_json(catalogue),
-                ",",
-                _compact(tail)[1:],
-            )
+        tail = (
+            _compact(rest)
+            .replace(_compact(_GAP_GPUS), self._gpus_json(gpu_report))
+            .replace(_compact(_GAP_MODELS), self._models_json(catalogue))
         )
+        before_time, after_time = middle[1:].split(_GAP_JSON)
+        pieces = tail[1:].split(_GAP_JSON)
+        return (
+            head,
+            "," + before_time,
+            after_time[:-1] + "," + pieces[0],
+            pieces[1],
+            pieces[2],
+        )
+
+
+# Placeholders in a template: strings no reading can contain (control characters).
+_GAP = "\x00gap\x00"
+_GAP_JSON = json.dumps(_GAP)
+_GAP_GPUS = "\x00gpus\x00"
+_GAP_MODELS = "\x00models\x00"
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def _age(seconds: float | None) -> str:
+    return "null" if seconds is None else repr(round(seconds, 3))
+
+
+def _same_key(left: object, right: tuple[tuple[object, ...], ...]) -> bool:
+    """Keys match when the very same reading objects have the same statuses and times."""
+    if not isinstance(left, tuple) or len(left) != len(right):
+        return False
+    return all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(left, right, strict=True))
