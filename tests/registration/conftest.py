@@ -13,6 +13,7 @@ from tests.registration.support import (
     Blackhole,
     HealthServer,
     RegistrarProcess,
+    ScriptedServer,
     StandinProcess,
     registrar_env,
 )
@@ -27,11 +28,12 @@ def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def standin(tls_pair: tuple[Path, Path]) -> Iterator[Callable[..., StandinOrchestrator]]:
-    """Start in-process stand-in orchestrators: `standin(secret=..., tls=False)`."""
+    """Start in-process stand-in orchestrators: `standin(secret=..., tls=False, **options)`
+    (options: StandinOrchestrator's keyword arguments, e.g. `live_runners=True`)."""
     started: list[StandinOrchestrator] = []
 
-    def start(secret: str = ORCH_SECRET, tls: bool = False) -> StandinOrchestrator:
-        orchestrator = StandinOrchestrator(secret, tls=tls_pair if tls else None).start()
+    def start(secret: str = ORCH_SECRET, tls: bool = False, **options: Any) -> StandinOrchestrator:
+        orchestrator = StandinOrchestrator(secret, tls=tls_pair if tls else None, **options).start()
         started.append(orchestrator)
         return orchestrator
 
@@ -70,6 +72,20 @@ def health_server() -> Iterator[Callable[..., HealthServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[], ScriptedServer]]:
+    """Start loopback servers that answer as each test scripts them (workers, runners)."""
+    servers: list[ScriptedServer] = []
+
+    def make() -> ScriptedServer:
+        servers.append(ScriptedServer())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

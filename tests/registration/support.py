@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -279,3 +282,111 @@ class RegistrarProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+
+class Reply:
+    """What a ScriptedServer script uses to answer one request, at its own pace."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, request: dict[str, Any]) -> None:
+        self.handler = handler
+        self.request = request
+        self._chunked = False
+
+    def start(self, status: int, headers: Mapping[str, str], chunked: bool = True) -> None:
+        """Send the status line and headers now (chunked unless a Content-Length is given)."""
+        self.handler.send_response(status)
+        for name, value in headers.items():
+            self.handler.send_header(name, value)
+        self._chunked = chunked
+        if chunked:
+            self.handler.send_header("Transfer-Encoding", "chunked")
+        self.handler.end_headers()
+
+    def write(self, data: bytes) -> None:
+        """Send `data` at once (one chunk when chunked)."""
+        if self._chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.handler.wfile.write(data)
+        self.handler.wfile.flush()
+
+    def end(self) -> None:
+        if self._chunked:
+            self.handler.wfile.write(b"0\r\n\r\n")
+
+    def whole(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self.start(status, {**(headers or {}), "Content-Length": str(len(body))}, chunked=False)
+        self.write(body)
+
+
+class ScriptedServer:
+    """A loopback HTTP server that records each request and answers it by running
+    `script(reply)` (set by the test; by default `200 {}`)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.script: Any = lambda reply: reply.whole(
+            200, b"{}", {"Content-Type": "application/json"}
+        )
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path, _, query = self.path.partition("?")
+                request = {
+                    "method": self.command,
+                    "path": path,
+                    "query": query,
+                    "headers": dict(self.headers.items()),
+                    "body": body,
+                    "at": time.monotonic(),
+                }
+                owner.requests.append(request)
+                self.close_connection = True
+                with contextlib.suppress(OSError):  # the orchestrator left mid-answer
+                    owner.script(Reply(self, request))
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_one
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def read_lines(
+    url: str,
+    method: str = "POST",
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+    until: bytes | None = None,
+    timeout: float = 10.0,
+) -> tuple[http.client.HTTPResponse, list[tuple[float, bytes]]]:
+    """Send one request and read the answer line by line as it arrives: the response
+    and [(time.monotonic(), line with its newline)], stopping after a line containing
+    `until` (the connection is then closed) or at the end of the body."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    conn.request(
+        method, parts.path + (f"?{parts.query}" if parts.query else ""), body, dict(headers or {})
+    )
+    response = conn.getresponse()
+    lines: list[tuple[float, bytes]] = []
+    try:
+        while line := response.readline():
+            lines.append((time.monotonic(), line))
+            if until is not None and until in line:
+                break
+    finally:
+        conn.close()
+    return response, lines

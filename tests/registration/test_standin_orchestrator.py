@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,8 +13,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers.processes import free_port
-from tests.registration.support import livepeer_header, submit_job
+from tests.helpers.processes import free_port, wait_for
+from tests.registration.support import (
+    Reply,
+    ScriptedServer,
+    livepeer_header,
+    read_lines,
+    submit_job,
+)
 from tests.standins.orchestrator import (
     EXTERNAL_CAPABILITY,
     GoJSONError,
@@ -322,3 +329,172 @@ def test_tls_serves_the_self_signed_certificate(standin: Standin, tls_pair: Any)
         requests.get(f"{orch.url}/_standin/capabilities", timeout=5)
     ok = requests.get(f"{orch.url}/_standin/capabilities", verify=str(tls_pair[0]), timeout=5)
     assert ok.status_code == 200
+
+
+# --- Streamed jobs (byoc/job_orchestrator.go:349-437) ------------------------------------
+SSE = {"Content-Type": "text/event-stream", "X-Metadata": "meta-1"}
+BALANCE = b'data: {"balance": 0.000}\n\n\n'  # FloatString(3) + "\n\n", then the relay's "\n"
+
+
+def sse_worker(lines: list[bytes], gap: float = 0.0, status: int = 200) -> Any:
+    """A worker script: SSE headers, then each line (a newline added) `gap` s apart."""
+
+    def script(reply: Reply) -> None:
+        reply.start(status, SSE)
+        for number, line in enumerate(lines):
+            if number and gap:
+                time.sleep(gap)
+            reply.write(line + b"\n")
+        reply.end()
+
+    return script
+
+
+def stream_job(
+    orch: StandinOrchestrator, timeout_seconds: int = 10, until: bytes | None = b"[DONE]"
+) -> tuple[Any, list[tuple[float, bytes]]]:
+    return read_lines(
+        f"{orch.url}/process/request/stream",
+        body=b"{}",
+        headers={
+            "Livepeer": livepeer_header("agent-net", timeout_seconds=timeout_seconds),
+            "Content-Type": "application/json",
+        },
+        until=until,
+    )
+
+
+def test_sse_lines_are_relayed_as_they_arrive_with_the_balance_before_done(
+    standin: Standin, scripted: Callable[[], ScriptedServer]
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+    worker.script = sse_worker(
+        [b"data: one", b"", b"data: two", b"", b"data: three", b"", b"data: [DONE]", b""],
+        gap=0.2,
+    )
+    started = time.monotonic()
+    response, lines = stream_job(orch)
+    assert response.status == 200
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert response.getheader("Cache-Control") == "no-cache"
+    assert response.getheader("X-Metadata") == "meta-1"
+    assert response.getheader("Livepeer-Payment-Balance") == "0"
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    received = b"".join(line for _, line in lines)
+    assert received == (b"data: one\n\ndata: two\n\ndata: three\n\n" + BALANCE + b"data: [DONE]\n")
+    # Spread over time as the worker sent them (7 gaps of 0.2 s), not all at the end.
+    times = {line: at for at, line in lines}
+    assert times[b"data: one\n"] - started < 0.6
+    assert times[b"data: three\n"] - times[b"data: one\n"] > 0.6
+    assert times[b"data: [DONE]\n"] - times[b"data: three\n"] > 0.3
+    # The client hung up after [DONE]: the relay notices at its next write.
+    wait_for(lambda: orch.jobs()[0]["end_reason"] == "client_gone", 5)
+    [job] = orch.jobs()
+    assert job["streamed"] and job["worker_status"] == 200 and job["done_seen"]
+    relayed = [entry["line"] for entry in job["lines"]]
+    assert relayed == ["data: one", "", "data: two", "", "data: three", "", "data: [DONE]", ""]
+    arrivals = [entry["at"] for entry in job["lines"]]
+    assert arrivals == sorted(arrivals) and arrivals[-2] - arrivals[0] > 1.0
+
+
+def test_a_stream_stays_open_until_timeout_seconds_even_after_done(
+    standin: Standin, scripted: Callable[[], ScriptedServer]
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+    worker.script = sse_worker([b"data: [DONE]", b""])
+    started = time.monotonic()
+    _, lines = stream_job(orch, timeout_seconds=1, until=None)
+    elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 3
+    received = b"".join(line for _, line in lines)
+    assert received.startswith(BALANCE + b"data: [DONE]\n\n")
+    # After the worker's body ends upstream keeps writing "\n" until the timeout.
+    assert set(received[len(BALANCE + b"data: [DONE]\n\n") :]) == {ord("\n")}
+    assert len(lines) > 5
+    [job] = orch.jobs()
+    assert (job["end_reason"], job["worker_eof"], job["done_seen"]) == ("timeout", True, True)
+    assert [c["load"] for c in orch.store.view()["capabilities"]] == [0]
+
+
+def test_a_stream_without_done_ends_at_the_timeout_without_a_balance_line(
+    standin: Standin, scripted: Callable[[], ScriptedServer]
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+
+    def silent_after_one(reply: Reply) -> None:
+        reply.start(200, SSE)
+        reply.write(b"data: partial\n")
+        time.sleep(3)  # still open when the job times out
+
+    worker.script = silent_after_one
+    started = time.monotonic()
+    _, lines = stream_job(orch, timeout_seconds=1, until=None)
+    assert 0.9 < time.monotonic() - started < 2.5
+    assert [line for _, line in lines] == [b"data: partial\n"]
+    [job] = orch.jobs()
+    assert (job["end_reason"], job["done_seen"], job["worker_eof"]) == ("timeout", False, False)
+
+
+@pytest.mark.parametrize(("length", "relayed"), [(65535, True), (65536, False)])
+def test_a_line_of_64_kib_or_more_ends_the_relay_like_bufio_scanner(
+    standin: Standin, scripted: Callable[[], ScriptedServer], length: int, relayed: bool
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+    long_line = b"data: " + b"x" * (length - 6)
+    worker.script = sse_worker([b"data: first", long_line, b"data: [DONE]"])
+    _, lines = stream_job(orch, timeout_seconds=1, until=b"[DONE]")
+    received = [line for _, line in lines if line != b"\n"]
+    if relayed:
+        assert received == [
+            b"data: first\n",
+            long_line + b"\n",
+            BALANCE.rstrip(b"\n") + b"\n",
+            b"data: [DONE]\n",
+        ]
+    else:
+        assert received == [b"data: first\n"]  # nothing after the long line, no [DONE]
+    [job] = orch.jobs()
+    assert job["done_seen"] is relayed
+    assert job["scanner_error"] == (None if relayed else "bufio.Scanner: token too long")
+
+
+def test_sse_relay_drops_carriage_returns_and_ignores_the_worker_status(
+    standin: Standin, scripted: Callable[[], ScriptedServer]
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+    worker.script = sse_worker([b"data: crlf\r", b"\r", b"data: [DONE]\r"], status=500)
+    response, lines = stream_job(orch)
+    # The SSE branch never looks at the status: a 500 stream is relayed as a 200.
+    assert response.status == 200
+    assert b"".join(line for _, line in lines) == b"data: crlf\n\n" + BALANCE + b"data: [DONE]\n"
+    assert orch.jobs()[0]["worker_status"] == 500
+
+
+def test_a_non_sse_stream_is_read_whole_and_sent_at_the_end(
+    standin: Standin, scripted: Callable[[], ScriptedServer]
+) -> None:
+    orch, worker = standin(), scripted()
+    register(orch, capability(url=worker.url))
+
+    def ndjson(reply: Reply) -> None:
+        reply.start(200, {"Content-Type": "application/x-ndjson", "X-Metadata": "m"})
+        for number in range(3):
+            reply.write(b'{"n": %d}\n' % number)
+            time.sleep(0.3)
+        reply.end()
+
+    worker.script = ndjson
+    started = time.monotonic()
+    response, lines = stream_job(orch, until=None)
+    assert lines[0][0] - started > 0.8  # nothing before the worker finished
+    assert b"".join(line for _, line in lines) == b'{"n": 0}\n{"n": 1}\n{"n": 2}\n'
+    assert response.getheader("Content-Type") == "application/x-ndjson"
+    assert response.getheader("X-Metadata") == "m"
+    assert response.getheader("Livepeer-Balance") == "0"
+    [job] = orch.jobs()
+    assert (job["streamed"], job["end_reason"], job["lines"]) == (False, "complete", [])
