@@ -607,6 +607,7 @@ static nvmlReturn_t apply_overrides(unsigned int index, health_t *h) {
     char line[1024];
     int lineno = 0;
     nvmlReturn_t r = NVML_SUCCESS;
+    health_t scratch; /* a parsed process list, copied in when the line is for this GPU */
     while (fgets(line, sizeof line, f)) {
         lineno++;
         strip(line);
@@ -636,29 +637,35 @@ static nvmlReturn_t apply_overrides(unsigned int index, health_t *h) {
             r = NVML_ERROR_UNKNOWN;
             break;
         }
-        if (strcmp(gpu, "*") != 0 && target != index)
-            continue;
-        if (strcmp(value, "unsupported") == 0) {
-            h->state[field] = NVML_ERROR_NOT_SUPPORTED;
-            continue;
-        }
-        if (strcmp(value, "no_permission") == 0) {
-            h->state[field] = NVML_ERROR_NO_PERMISSION;
-            continue;
-        }
-        int ok;
-        if (field == F_PROCESSES) {
-            ok = parse_procs(value, h);
-            h->value[F_PROCESSES] = h->nprocs;
-        } else {
-            ok = parse_ull(value, &h->value[field]);
-        }
+        /* Parse every line, whichever GPU it is for: a bad value fails all GPUs. */
+        nvmlReturn_t state = NVML_SUCCESS;
+        unsigned long long parsed = 0;
+        int ok = 1;
+        if (strcmp(value, "unsupported") == 0)
+            state = NVML_ERROR_NOT_SUPPORTED;
+        else if (strcmp(value, "no_permission") == 0)
+            state = NVML_ERROR_NO_PERMISSION;
+        else if (field == F_PROCESSES)
+            ok = parse_procs(value, &scratch);
+        else
+            ok = parse_ull(value, &parsed);
         if (!ok) {
             health_warning(path, lineno, "bad value");
             r = NVML_ERROR_UNKNOWN;
             break;
         }
-        h->state[field] = NVML_SUCCESS;
+        if (strcmp(gpu, "*") != 0 && target != index)
+            continue;
+        h->state[field] = state;
+        if (state != NVML_SUCCESS)
+            continue;
+        if (field == F_PROCESSES) {
+            h->nprocs = scratch.nprocs;
+            memcpy(h->procs, scratch.procs, sizeof h->procs);
+            h->value[F_PROCESSES] = h->nprocs;
+        } else {
+            h->value[field] = parsed;
+        }
     }
     fclose(f);
     return r;
