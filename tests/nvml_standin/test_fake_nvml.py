@@ -253,6 +253,7 @@ def test_values_module_matches_library(fake) -> None:
         "all_lost",
         "hang",
         "no_gpus",
+        "eight_gpus",
     )
 
 
@@ -678,3 +679,651 @@ def test_build_script_command_line(tmp_path: Path) -> None:
     )
     assert usage.returncode == 2
     assert "usage" in usage.stderr
+
+
+# ---- health readings --------------------------------------------------------------
+
+HEALTH_PRELUDE = """
+def procs(h):
+    return [[x.pid, x.usedGpuMemory] for x in p.nvmlDeviceGetComputeRunningProcesses(h)]
+
+HEALTH = {
+    "clocks_event_reasons": p.nvmlDeviceGetCurrentClocksEventReasons,
+    "clocks_throttle_reasons": p.nvmlDeviceGetCurrentClocksThrottleReasons,
+    "clock_sm": lambda h: p.nvmlDeviceGetClockInfo(h, p.NVML_CLOCK_SM),
+    "clock_mem": lambda h: p.nvmlDeviceGetClockInfo(h, p.NVML_CLOCK_MEM),
+    "clock_sm_max": lambda h: p.nvmlDeviceGetMaxClockInfo(h, p.NVML_CLOCK_SM),
+    "clock_mem_max": lambda h: p.nvmlDeviceGetMaxClockInfo(h, p.NVML_CLOCK_MEM),
+    "pstate": p.nvmlDeviceGetPerformanceState,
+    "fan_speed": p.nvmlDeviceGetFanSpeed,
+    "temp_slowdown": lambda h: p.nvmlDeviceGetTemperatureThreshold(
+        h, p.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN),
+    "temp_shutdown": lambda h: p.nvmlDeviceGetTemperatureThreshold(
+        h, p.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN),
+    "ecc_mode": p.nvmlDeviceGetEccMode,
+    "ecc_corrected_volatile": lambda h: p.nvmlDeviceGetTotalEccErrors(
+        h, p.NVML_MEMORY_ERROR_TYPE_CORRECTED, p.NVML_VOLATILE_ECC),
+    "ecc_corrected_aggregate": lambda h: p.nvmlDeviceGetTotalEccErrors(
+        h, p.NVML_MEMORY_ERROR_TYPE_CORRECTED, p.NVML_AGGREGATE_ECC),
+    "ecc_uncorrected_volatile": lambda h: p.nvmlDeviceGetTotalEccErrors(
+        h, p.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, p.NVML_VOLATILE_ECC),
+    "ecc_uncorrected_aggregate": lambda h: p.nvmlDeviceGetTotalEccErrors(
+        h, p.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, p.NVML_AGGREGATE_ECC),
+    "retired_sbe": lambda h: p.nvmlDeviceGetRetiredPages(
+        h, p.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS),
+    "retired_dbe": lambda h: p.nvmlDeviceGetRetiredPages(
+        h, p.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR),
+    "retired_pending": p.nvmlDeviceGetRetiredPagesPendingStatus,
+    "remapped_rows": lambda h: list(p.nvmlDeviceGetRemappedRows(h)),
+    "pcie_gen": p.nvmlDeviceGetCurrPcieLinkGeneration,
+    "pcie_gen_max": p.nvmlDeviceGetMaxPcieLinkGeneration,
+    "pcie_width": p.nvmlDeviceGetCurrPcieLinkWidth,
+    "pcie_width_max": p.nvmlDeviceGetMaxPcieLinkWidth,
+    "pcie_replay": p.nvmlDeviceGetPcieReplayCounter,
+    "processes": procs,
+    "mig_mode": p.nvmlDeviceGetMigMode,
+    "supported_events": p.nvmlDeviceGetSupportedEventTypes,
+    "temperature": lambda h: p.nvmlDeviceGetTemperature(h, p.NVML_TEMPERATURE_GPU),
+}
+
+def health_all(h):
+    return {key: attempt(fn, h) for key, fn in HEALTH.items()}
+
+def serve():
+    # Interactive: each stdin line is a command; the answer is one RESULT line.
+    p.nvmlInit()
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "health":
+            emit([health_all(h) for h in handles()])
+        elif cmd == "basic":
+            emit([query_all(h) for h in handles()])
+        else:
+            emit({"unknown": cmd})
+"""
+
+# Which stand-in fields each HEALTH query reads.
+QUERY_FIELDS = {
+    "clocks_event_reasons": ("clocks_event_reasons",),
+    "clocks_throttle_reasons": ("clocks_event_reasons",),
+    "clock_sm": ("clock_sm",),
+    "clock_mem": ("clock_mem",),
+    "clock_sm_max": ("clock_sm_max",),
+    "clock_mem_max": ("clock_mem_max",),
+    "pstate": ("pstate",),
+    "fan_speed": ("fan_speed",),
+    "temp_slowdown": ("temp_slowdown",),
+    "temp_shutdown": ("temp_shutdown",),
+    "ecc_mode": ("ecc_mode_current", "ecc_mode_pending"),
+    "ecc_corrected_volatile": ("ecc_corrected_volatile",),
+    "ecc_corrected_aggregate": ("ecc_corrected_aggregate",),
+    "ecc_uncorrected_volatile": ("ecc_uncorrected_volatile",),
+    "ecc_uncorrected_aggregate": ("ecc_uncorrected_aggregate",),
+    "retired_sbe": ("retired_sbe",),
+    "retired_dbe": ("retired_dbe",),
+    "retired_pending": ("retired_pending",),
+    "remapped_rows": ("remap_corr", "remap_unc", "remap_pending", "remap_failure"),
+    "pcie_gen": ("pcie_gen",),
+    "pcie_gen_max": ("pcie_gen_max",),
+    "pcie_width": ("pcie_width",),
+    "pcie_width_max": ("pcie_width_max",),
+    "pcie_replay": ("pcie_replay",),
+    "processes": ("processes",),
+    "mig_mode": ("mig_current", "mig_pending"),
+    "supported_events": ("supported_events",),
+    "temperature": ("temperature",),
+}
+NOT_SUPPORTED = {"error": "NVMLError_NotSupported", "value": 3}
+DBE = 1 << 40
+
+# The defaults, written out: the specification values.py mirrors.
+H100_HEALTH = {
+    "clocks_event_reasons": {"ok": 0},
+    "clocks_throttle_reasons": {"ok": 0},
+    "clock_sm": {"ok": 1980},
+    "clock_mem": {"ok": 2619},
+    "clock_sm_max": {"ok": 1980},
+    "clock_mem_max": {"ok": 2619},
+    "pstate": {"ok": 0},
+    "fan_speed": NOT_SUPPORTED,
+    "temp_slowdown": {"ok": 87},
+    "temp_shutdown": {"ok": 92},
+    "ecc_mode": {"ok": [1, 1]},
+    "ecc_corrected_volatile": {"ok": 3},
+    "ecc_corrected_aggregate": {"ok": 12},
+    "ecc_uncorrected_volatile": {"ok": 0},
+    "ecc_uncorrected_aggregate": {"ok": 0},
+    "retired_sbe": NOT_SUPPORTED,
+    "retired_dbe": NOT_SUPPORTED,
+    "retired_pending": NOT_SUPPORTED,
+    "remapped_rows": {"ok": [2, 0, 0, 0]},
+    "pcie_gen": {"ok": 5},
+    "pcie_gen_max": {"ok": 5},
+    "pcie_width": {"ok": 16},
+    "pcie_width_max": {"ok": 16},
+    "pcie_replay": {"ok": 0},
+    "processes": {"ok": [[4242, 16106127360]]},
+    "mig_mode": {"ok": [0, 0]},
+    "supported_events": {"ok": 0x1F},
+    "temperature": {"ok": 41},
+}
+L4_HEALTH = {
+    **H100_HEALTH,
+    "clocks_event_reasons": {"ok": 1},
+    "clocks_throttle_reasons": {"ok": 1},
+    "clock_sm": {"ok": 210},
+    "clock_mem": {"ok": 6251},
+    "clock_sm_max": {"ok": 2040},
+    "clock_mem_max": {"ok": 6251},
+    "pstate": {"ok": 8},
+    "fan_speed": {"ok": 30},
+    "temp_slowdown": {"ok": 88},
+    "temp_shutdown": {"ok": 93},
+    "ecc_corrected_volatile": {"ok": 0},
+    "ecc_corrected_aggregate": {"ok": 0},
+    "retired_sbe": {"ok": []},
+    "retired_dbe": {"ok": []},
+    "retired_pending": {"ok": 0},
+    "remapped_rows": {"ok": [0, 0, 0, 0]},
+    "pcie_gen": {"ok": 4},
+    "pcie_gen_max": {"ok": 4},
+    "processes": {"ok": []},
+    "mig_mode": NOT_SUPPORTED,
+    "temperature": {"ok": 55},
+}
+
+
+def expected_health(mirror, temperature: int) -> dict:
+    """What HEALTH_PRELUDE reports for a values.FakeHealth mirror."""
+
+    def ok(value):
+        return NOT_SUPPORTED if value is None else {"ok": value}
+
+    def pages(count, base):
+        return ok(None if count is None else [0x10000 * (k + 1) + base for k in range(count)])
+
+    m = mirror
+    both = (m.ecc_mode_current, m.ecc_mode_pending)
+    rows = (m.remap_corr, m.remap_unc, m.remap_pending, m.remap_failure)
+    mig = (m.mig_current, m.mig_pending)
+    return {
+        "clocks_event_reasons": ok(m.clocks_event_reasons),
+        "clocks_throttle_reasons": ok(m.clocks_event_reasons),
+        "clock_sm": ok(m.clock_sm),
+        "clock_mem": ok(m.clock_mem),
+        "clock_sm_max": ok(m.clock_sm_max),
+        "clock_mem_max": ok(m.clock_mem_max),
+        "pstate": ok(m.pstate),
+        "fan_speed": ok(m.fan_speed),
+        "temp_slowdown": ok(m.temp_slowdown),
+        "temp_shutdown": ok(m.temp_shutdown),
+        "ecc_mode": ok(None if None in both else list(both)),
+        "ecc_corrected_volatile": ok(m.ecc_corrected_volatile),
+        "ecc_corrected_aggregate": ok(m.ecc_corrected_aggregate),
+        "ecc_uncorrected_volatile": ok(m.ecc_uncorrected_volatile),
+        "ecc_uncorrected_aggregate": ok(m.ecc_uncorrected_aggregate),
+        "retired_sbe": pages(m.retired_sbe, 0),
+        "retired_dbe": pages(m.retired_dbe, DBE),
+        "retired_pending": ok(m.retired_pending),
+        "remapped_rows": ok(None if None in rows else list(rows)),
+        "pcie_gen": ok(m.pcie_gen),
+        "pcie_gen_max": ok(m.pcie_gen_max),
+        "pcie_width": ok(m.pcie_width),
+        "pcie_width_max": ok(m.pcie_width_max),
+        "pcie_replay": ok(m.pcie_replay),
+        "processes": ok([list(proc) for proc in m.processes]),
+        "mig_mode": ok(None if None in mig else list(mig)),
+        "supported_events": ok(m.supported_events),
+        "temperature": ok(temperature),
+    }
+
+
+class Child:
+    """A child Python running HEALTH_PRELUDE's serve(): ask() sends a command."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PRELUDE + HEALTH_PRELUDE + "serve()"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, command: str):
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.startswith("RESULT "):
+            self.proc.kill()
+            _, stderr = self.proc.communicate()
+            raise AssertionError(f"child answered {line!r}\n{stderr}")
+        return json.loads(line[len("RESULT ") :])
+
+    def close(self) -> str:
+        """Stop the child; return its stderr."""
+        try:
+            _, stderr = self.proc.communicate(input="", timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.communicate()
+        return stderr
+
+
+@pytest.fixture
+def child(fake):
+    children: list[Child] = []
+
+    def start(env: dict[str, str] | None = None) -> Child:
+        children.append(Child(fake.env() if env is None else env))
+        return children[-1]
+
+    yield start
+    for c in children:
+        c.close()
+
+
+def test_health_defaults_through_pynvml(fake) -> None:
+    out = run_child(
+        HEALTH_PRELUDE + "p.nvmlInit(); emit([health_all(h) for h in handles()])", fake.env()
+    )
+    assert out == [H100_HEALTH, L4_HEALTH]
+    assert set(out[0]) == set(QUERY_FIELDS)
+    symbols = set(fake.calls())
+    assert set(build.OMITTABLE_SYMBOLS) - symbols == {
+        "nvmlEventSetCreate",
+        "nvmlDeviceRegisterEvents",
+        "nvmlEventSetWait_v2",
+        "nvmlEventSetFree",
+    }
+    assert "nvmlDeviceGetComputeRunningProcesses_v3" in symbols  # the struct pynvml uses
+
+
+def test_values_health_mirror_matches_library(fake) -> None:
+    assert expected_health(values.H100_HEALTH, values.H100.temperature_c) == H100_HEALTH
+    assert expected_health(values.L4_HEALTH, values.L4.temperature_c) == L4_HEALTH
+    assert values.TWO_GPUS_HEALTH == (values.H100_HEALTH, values.L4_HEALTH)
+    # every overridable field but `lost` and `temperature` is mirrored
+    mirrored = set(values.FakeHealth.__dataclass_fields__)
+    assert mirrored == set(build.HEALTH_FIELDS) - {"lost", "temperature"}
+
+
+def test_eight_gpus_scenario_matches_values(fake) -> None:
+    fake.set_scenario("eight_gpus")
+    out = run_child(
+        HEALTH_PRELUDE
+        + "p.nvmlInit(); hs = handles()\n"
+        + "emit({'basic': [query_all(h) for h in hs], 'health': [health_all(h) for h in hs]})",
+        fake.env(),
+    )
+    assert len(values.EIGHT_GPUS) == len(values.EIGHT_GPUS_HEALTH) == 8
+    assert len(out["basic"]) == 8
+    pairs = zip(values.EIGHT_GPUS, values.EIGHT_GPUS_HEALTH, strict=True)
+    for i, (gpu, health) in enumerate(pairs):
+        spec = {
+            "name": gpu.name,
+            "uuid": gpu.uuid,
+            "total": gpu.memory_total,
+            "used": gpu.memory_used,
+            "temperature": gpu.temperature_c,
+            "power": gpu.power_mw,
+            "power_limit": gpu.power_limit_mw,
+            "utilization": [gpu.util_gpu, gpu.util_memory],
+        }
+        assert out["basic"][i] == expected_device(spec, i)
+        assert out["health"][i] == expected_health(health, gpu.temperature_c)
+    assert out["basic"][7]["uuid"] == {"ok": "GPU-88888888-0000-0000-0000-000000000007"}
+    assert out["basic"][7]["temperature"] == {"ok": 47}
+    assert out["basic"][7]["power"] == {"ok": 275000}
+    assert out["health"][7]["processes"] == {"ok": [[4249, 16106127360]]}
+
+
+def test_every_health_field_can_be_made_unsupported_live(fake, child) -> None:
+    c = child()
+    assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
+    for field in build.HEALTH_FIELDS:
+        if field == "lost":
+            continue
+        fake.reset_health()
+        fake.set_health(1, **{field: build.UNSUPPORTED})
+        gpu0, gpu1 = c.ask("health")
+        assert gpu0 == H100_HEALTH, field  # the other GPU is untouched
+        failing = {key for key, fields in QUERY_FIELDS.items() if field in fields}
+        assert failing, field
+        for key, expected in L4_HEALTH.items():
+            assert gpu1[key] == (NOT_SUPPORTED if key in failing else expected), (field, key)
+
+
+def test_health_overrides_values_permission_star_and_reset(fake, child) -> None:
+    c = child()
+    fake.set_health(
+        1,
+        clocks_event_reasons=0x40 | 0x4,
+        clock_sm=1005,
+        pstate=2,
+        temp_slowdown=80,
+        ecc_uncorrected_volatile=7,
+        retired_dbe=2,
+        retired_pending=1,
+        remap_unc=1,
+        remap_pending=1,
+        remap_failure=1,
+        pcie_gen=1,
+        pcie_width=4,
+        pcie_replay=99,
+        mig_current=1,
+        mig_pending=0,
+        temperature=78,
+    )
+    fake.set_health("*", fan_speed=build.NO_PERMISSION)
+    fake.set_processes(1, [(os.getpid(), None), (77, 1024)])
+    gpu0, gpu1 = c.ask("health")
+    no_permission = err("NoPermission", 4)
+    assert gpu0 == {**H100_HEALTH, "fan_speed": no_permission}
+    assert gpu1 == {
+        **L4_HEALTH,
+        "clocks_event_reasons": {"ok": 0x44},
+        "clocks_throttle_reasons": {"ok": 0x44},
+        "clock_sm": {"ok": 1005},
+        "pstate": {"ok": 2},
+        "fan_speed": no_permission,
+        "temp_slowdown": {"ok": 80},
+        "ecc_uncorrected_volatile": {"ok": 7},
+        "retired_dbe": {"ok": [0x10000 + DBE, 0x20000 + DBE]},
+        "retired_pending": {"ok": 1},
+        "remapped_rows": {"ok": [0, 1, 1, 1]},
+        "pcie_gen": {"ok": 1},
+        "pcie_width": {"ok": 4},
+        "pcie_replay": {"ok": 99},
+        "mig_mode": {"ok": [1, 0]},
+        "processes": {"ok": [[os.getpid(), None], [77, 1024]]},
+        "temperature": {"ok": 78},
+    }
+    # later lines win; an empty process list; back to defaults
+    fake.set_health(1, clock_sm=1500)
+    fake.set_processes(0, [])
+    gpu0, gpu1 = c.ask("health")
+    assert gpu1["clock_sm"] == {"ok": 1500}
+    assert gpu0["processes"] == {"ok": []}
+    fake.reset_health()
+    assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
+
+
+def test_lost_gpu_applies_to_health_calls_and_recovers(fake, child) -> None:
+    c = child()
+    lost_health = {key: err("GpuIsLost", 15) for key in QUERY_FIELDS}
+    lost_basic = {key: err("GpuIsLost", 15) for key in PER_DEVICE}
+    fake.set_scenario("gpu_lost")
+    assert c.ask("health") == [H100_HEALTH, lost_health]
+    fake.set_scenario("two_gpus")
+    assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
+    # per GPU, through the health file: every per-device query, old and new
+    fake.set_health(0, lost=1)
+    assert c.ask("health") == [lost_health, L4_HEALTH]
+    basic0, basic1 = c.ask("basic")
+    assert basic0 == {**lost_basic, "index": {"ok": 0}}
+    assert basic1 == expected_device(L4, 1)
+    fake.set_health(0, lost=0)
+    assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
+    assert c.ask("basic")[0] == expected_device(H100, 0)
+
+
+def test_eight_gpus_one_lost(fake, child) -> None:
+    fake.set_scenario("eight_gpus")
+    fake.set_health(5, lost=1)
+    c = child()
+    answers = c.ask("health")
+    assert [a["clock_sm"] for a in answers] == [{"ok": 1980}] * 5 + [err("GpuIsLost", 15)] + [
+        {"ok": 1980}
+    ] * 2
+
+
+def test_health_argument_errors(fake) -> None:
+    out = run_child(
+        """
+        p.nvmlInit()
+        h0 = handles()[0]
+        ecc = p._nvmlGetFunctionPointer("nvmlDeviceGetTotalEccErrors")
+        procs = p._nvmlGetFunctionPointer("nvmlDeviceGetComputeRunningProcesses_v3")
+        count = ctypes.c_uint(0)
+        emit({
+            "clock_graphics": attempt(p.nvmlDeviceGetClockInfo, h0, p.NVML_CLOCK_GRAPHICS),
+            "clock_video": attempt(p.nvmlDeviceGetClockInfo, h0, p.NVML_CLOCK_VIDEO),
+            "threshold_gpu_max": attempt(p.nvmlDeviceGetTemperatureThreshold, h0,
+                                         p.NVML_TEMPERATURE_THRESHOLD_GPU_MAX),
+            "threshold_8": attempt(p.nvmlDeviceGetTemperatureThreshold, h0, 8),
+            "ecc_type_2": attempt(p.nvmlDeviceGetTotalEccErrors, h0, 2, 0),
+            "ecc_null": ecc(h0, 0, 0, None),
+            "procs_size": [procs(h0, ctypes.byref(count), None), count.value],
+            "retired_cause_2": attempt(p.nvmlDeviceGetRetiredPages, handles()[1], 2),
+        })
+        """,
+        fake.env(),
+    )
+    assert out == {
+        "clock_graphics": {"ok": 1980},
+        "clock_video": err("InvalidArgument", 2),
+        "threshold_gpu_max": NOT_SUPPORTED,
+        "threshold_8": err("InvalidArgument", 2),
+        "ecc_type_2": err("InvalidArgument", 2),
+        "ecc_null": 2,
+        "procs_size": [7, 1],  # INSUFFICIENT_SIZE and the count, as real NVML
+        "retired_cause_2": err("InvalidArgument", 2),
+    }
+
+
+def test_malformed_health_file_fails_device_queries(fake) -> None:
+    assert fake.health is not None
+    fake.health.write_text("0 no_such_field 1\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PRELUDE + "p.nvmlInit(); emit({'count': p.nvmlDeviceGetCount(),"
+            " 'fan': attempt(p.nvmlDeviceGetFanSpeed, handles()[1])})",
+        ],
+        env=fake.env(),
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert _result(proc.stdout, proc.stderr) == {"count": 2, "fan": err("Unknown", 999)}
+    assert "line 1: unknown field" in proc.stderr
+
+
+def test_set_health_rejects_bad_input(fake) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        fake.set_health(0, no_such_field=1)
+    with pytest.raises(ValueError, match="non-negative"):
+        fake.set_health(0, clock_sm=-1)
+    with pytest.raises(ValueError, match="GPU"):
+        fake.set_health(8, clock_sm=1)
+    with pytest.raises(ValueError, match="set_processes"):
+        fake.set_health(0, processes=3)
+    assert fake.health is not None and not fake.health.exists()
+
+
+# ---- builds without symbols -------------------------------------------------------
+
+SYMBOL_PROBE = """
+lib = ctypes.CDLL("libnvidia-ml.so.1")
+emit({name: hasattr(lib, name) for name in NAMES})
+"""
+
+
+def test_default_build_exports_every_omittable_symbol(lib_dir: Path) -> None:
+    code = f"NAMES = {list(build.OMITTABLE_SYMBOLS)!r}\n" + SYMBOL_PROBE
+    out = run_child(code, build.fake_nvml_env(lib_dir))
+    assert out == dict.fromkeys(build.OMITTABLE_SYMBOLS, True)
+
+
+def test_build_without_every_health_symbol(tmp_path: Path) -> None:
+    out_dir = build.build_fake_nvml(tmp_path, omit=build.OMITTABLE_SYMBOLS)
+    assert out_dir.parent == tmp_path and out_dir.name.startswith("without-")
+    code = f"NAMES = {list(build.OMITTABLE_SYMBOLS)!r}\n" + HEALTH_PRELUDE
+    code += """
+lib = ctypes.CDLL("libnvidia-ml.so.1")
+exported = {name: hasattr(lib, name) for name in NAMES}
+p.nvmlInit()
+hs = handles()
+try:
+    p.nvmlDeviceGetComputeRunningProcesses(hs[0])
+    mismatch = False
+except p.NVMLLibraryMismatchError:  # pynvml's wrapper for the unversioned name
+    mismatch = True
+HEALTH["processes"] = p.nvmlDeviceGetComputeRunningProcesses_v3
+health = health_all(hs[0])
+health["processes_mismatch"] = mismatch
+emit({"exported": exported, "health": health, "name": p.nvmlDeviceGetName(hs[0]),
+      "event_set": attempt(p.nvmlEventSetCreate)})
+"""
+    out = run_child(code, build.fake_nvml_env(out_dir))
+    assert out["exported"] == dict.fromkeys(build.OMITTABLE_SYMBOLS, False)
+    not_found = err("FunctionNotFound", 13)
+    expected = dict.fromkeys(QUERY_FIELDS, not_found)
+    expected["temperature"] = {"ok": 41}  # not omittable: older than every driver here
+    expected["processes_mismatch"] = True
+    assert out["health"] == expected
+    assert out["name"] == "NVIDIA H100 80GB HBM3"
+    assert out["event_set"] == not_found
+
+
+def test_build_without_event_reasons_keeps_throttle_reasons(tmp_path: Path) -> None:
+    omit = ["nvmlDeviceGetCurrentClocksEventReasons"]
+    out_dir = build.build_fake_nvml(tmp_path / "libs", omit=omit)
+    default_dir = build.build_fake_nvml(tmp_path / "libs")
+    assert out_dir != default_dir and out_dir.parent == default_dir
+    assert build.build_fake_nvml(tmp_path / "libs", omit=omit) == out_dir  # one dir per set
+    out = run_child(
+        HEALTH_PRELUDE
+        + "p.nvmlInit(); h = handles()[1]\n"
+        + "emit([attempt(p.nvmlDeviceGetCurrentClocksEventReasons, h),"
+        + " attempt(p.nvmlDeviceGetCurrentClocksThrottleReasons, h)])",
+        build.fake_nvml_env(out_dir),
+    )
+    assert out == [err("FunctionNotFound", 13), {"ok": 1}]
+    with pytest.raises(ValueError, match="cannot omit"):
+        build.build_fake_nvml(tmp_path, omit=["nvmlDeviceGetName"])
+
+
+# ---- XID events -------------------------------------------------------------------
+
+EVENT_CHILD = """
+p.nvmlInit()
+hs = handles()
+es = p.nvmlEventSetCreate()
+for h in hs:
+    p.nvmlDeviceRegisterEvents(h, p.nvmlEventTypeXidCriticalError, es)
+t0 = time.monotonic()
+timeout = attempt(p.nvmlEventSetWait_v2, es, 150)
+waited = time.monotonic() - t0
+print("READY", flush=True)
+got = []
+for _ in range(N):
+    d = p.nvmlEventSetWait_v2(es, 10000)
+    got.append([p.nvmlDeviceGetIndex(d.device), d.eventType, d.eventData,
+                d.gpuInstanceId, d.computeInstanceId])
+emit({"timeout": timeout, "waited": waited, "got": got,
+      "after": attempt(p.nvmlEventSetWait_v2, es, 0),
+      "free": attempt(p.nvmlEventSetFree, es), "free_again": attempt(p.nvmlEventSetFree, es)})
+"""
+
+
+def _start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", PRELUDE + code],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> dict:
+    try:
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    return _result(stdout, stderr)
+
+
+def test_injected_xid_reaches_every_waiting_process(fake) -> None:
+    fake.inject_xid(0, 31)  # before any set exists: never delivered
+    procs = [_start("N = 2\n" + EVENT_CHILD, fake.env()) for _ in range(2)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "READY\n"
+        fake.inject_xid(1, 79)
+        fake.inject_xid(0, 48)
+    finally:
+        outs = [_finish(proc) for proc in procs]
+    for out in outs:
+        assert out["timeout"] == err("Timeout", 10)
+        assert 0.14 <= out["waited"] < 5
+        assert out["got"] == [
+            [1, 0x8, 79, 0xFFFFFFFF, 0xFFFFFFFF],
+            [0, 0x8, 48, 0xFFFFFFFF, 0xFFFFFFFF],
+        ]
+        assert out["after"] == err("Timeout", 10)
+        assert out["free"] == {"ok": None}
+        assert out["free_again"] == err("InvalidArgument", 2)
+
+
+def test_xid_only_for_registered_gpus_and_supported_types(fake) -> None:
+    fake.set_health(1, supported_events=0x7)  # no XID bit on GPU 1
+    out = run_child(
+        """
+        p.nvmlInit()
+        h0, h1 = handles()
+        es = p.nvmlEventSetCreate()
+        reg1 = attempt(p.nvmlDeviceRegisterEvents, h1, p.nvmlEventTypeXidCriticalError, es)
+        p.nvmlDeviceRegisterEvents(h0, p.nvmlEventTypeXidCriticalError, es)
+        with open(os.environ["FAKE_NVML_EVENTS"], "a") as f:
+            f.write("1 79\\n0 13\\n")
+        first = p.nvmlEventSetWait_v2(es, 2000)
+        emit({"reg1": reg1, "first": [p.nvmlDeviceGetIndex(first.device), first.eventData],
+              "next": attempt(p.nvmlEventSetWait_v2, es, 50)})
+        """,
+        fake.env(),
+    )
+    assert out == {
+        "reg1": NOT_SUPPORTED,
+        "first": [0, 13],  # GPU 1's XID went to nobody
+        "next": err("Timeout", 10),
+    }
+
+
+def test_event_calls_on_lost_and_unsupported_gpus(fake) -> None:
+    fake.set_health(0, supported_events=build.UNSUPPORTED)
+    fake.set_health(1, lost=1)
+    out = run_child(
+        """
+        p.nvmlInit()
+        h0, h1 = handles()
+        es = p.nvmlEventSetCreate()
+        x = p.nvmlEventTypeXidCriticalError
+        emit({"supported0": attempt(p.nvmlDeviceGetSupportedEventTypes, h0),
+              "register0": attempt(p.nvmlDeviceRegisterEvents, h0, x, es),
+              "supported1": attempt(p.nvmlDeviceGetSupportedEventTypes, h1),
+              "register1": attempt(p.nvmlDeviceRegisterEvents, h1, x, es),
+              "wait": attempt(p.nvmlEventSetWait_v2, es, 20),
+              "free": attempt(p.nvmlEventSetFree, es)})
+        """,
+        fake.env(),
+    )
+    assert out == {
+        "supported0": NOT_SUPPORTED,
+        "register0": NOT_SUPPORTED,
+        "supported1": err("GpuIsLost", 15),
+        "register1": err("GpuIsLost", 15),
+        "wait": err("Timeout", 10),
+        "free": {"ok": None},
+    }

@@ -15,6 +15,15 @@ The scenarios, values and environment variables are documented at the top of
 
     # child = subprocess.Popen([...], env=fake_nvml.env())
     # fake_nvml.set_scenario("hang"); ...; fake_nvml.calls()
+    # fake_nvml.set_health(0, clocks_event_reasons=0x40, fan_speed=UNSUPPORTED)
+    # fake_nvml.inject_xid(1, 79)   # a waiting nvmlEventSetWait_v2 returns it
+
+Health readings (clocks, ECC, PCIe, processes, ...) have per-GPU defaults in
+``fake_nvml.c`` (mirrored in ``values.py``); ``set_health`` overrides them live
+through the FAKE_NVML_HEALTH file, and ``inject_xid`` appends to the
+FAKE_NVML_EVENTS file that event sets poll.  ``build_fake_nvml(dir,
+omit=[...])`` builds a library lacking some symbols (pynvml then raises
+NVMLError_FunctionNotFound for them).
 
 ``LD_LIBRARY_PATH`` is read once, when a process starts: the stand-in only
 reaches processes started with ``fake_nvml.env()`` (or equivalent), never the
@@ -26,12 +35,13 @@ OUT_DIR and prints the directory to put on ``LD_LIBRARY_PATH``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +58,75 @@ SCENARIOS = (
     "all_lost",
     "hang",
     "no_gpus",
+    "eight_gpus",
+)
+
+# Per-GPU readings FakeNvml.set_health can override (FIELD_NAMES in fake_nvml.c).
+HEALTH_FIELDS = (
+    "temperature",
+    "clocks_event_reasons",
+    "clock_sm",
+    "clock_mem",
+    "clock_sm_max",
+    "clock_mem_max",
+    "pstate",
+    "fan_speed",
+    "temp_slowdown",
+    "temp_shutdown",
+    "ecc_mode_current",
+    "ecc_mode_pending",
+    "ecc_corrected_volatile",
+    "ecc_corrected_aggregate",
+    "ecc_uncorrected_volatile",
+    "ecc_uncorrected_aggregate",
+    "retired_sbe",
+    "retired_dbe",
+    "retired_pending",
+    "remap_corr",
+    "remap_unc",
+    "remap_pending",
+    "remap_failure",
+    "pcie_gen",
+    "pcie_gen_max",
+    "pcie_width",
+    "pcie_width_max",
+    "pcie_replay",
+    "mig_current",
+    "mig_pending",
+    "supported_events",
+    "processes",
+    "lost",
+)
+# Values set_health accepts besides integers: the call then returns 3 / 4.
+UNSUPPORTED = "unsupported"
+NO_PERMISSION = "no_permission"
+
+# Health symbols a build can leave out (build_fake_nvml(..., omit=...)).
+OMITTABLE_SYMBOLS = (
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetClockInfo",
+    "nvmlDeviceGetMaxClockInfo",
+    "nvmlDeviceGetPerformanceState",
+    "nvmlDeviceGetFanSpeed",
+    "nvmlDeviceGetTemperatureThreshold",
+    "nvmlDeviceGetEccMode",
+    "nvmlDeviceGetTotalEccErrors",
+    "nvmlDeviceGetRetiredPages",
+    "nvmlDeviceGetRetiredPagesPendingStatus",
+    "nvmlDeviceGetRemappedRows",
+    "nvmlDeviceGetCurrPcieLinkGeneration",
+    "nvmlDeviceGetMaxPcieLinkGeneration",
+    "nvmlDeviceGetCurrPcieLinkWidth",
+    "nvmlDeviceGetMaxPcieLinkWidth",
+    "nvmlDeviceGetPcieReplayCounter",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlDeviceGetMigMode",
+    "nvmlDeviceGetSupportedEventTypes",
+    "nvmlEventSetCreate",
+    "nvmlDeviceRegisterEvents",
+    "nvmlEventSetWait_v2",
+    "nvmlEventSetFree",
 )
 
 ENV_CONTROL = "FAKE_NVML_CONTROL"
@@ -55,21 +134,48 @@ ENV_SCENARIO = "FAKE_NVML_SCENARIO"
 ENV_CALL_LOG = "FAKE_NVML_CALL_LOG"
 ENV_CALL_LOG_PID = "FAKE_NVML_CALL_LOG_PID"
 ENV_HANG_SECONDS = "FAKE_NVML_HANG_SECONDS"
-_ALL_ENV = (ENV_CONTROL, ENV_SCENARIO, ENV_CALL_LOG, ENV_CALL_LOG_PID, ENV_HANG_SECONDS)
+ENV_HEALTH = "FAKE_NVML_HEALTH"
+ENV_EVENTS = "FAKE_NVML_EVENTS"
+_ALL_ENV = (
+    ENV_CONTROL,
+    ENV_SCENARIO,
+    ENV_CALL_LOG,
+    ENV_CALL_LOG_PID,
+    ENV_HANG_SECONDS,
+    ENV_HEALTH,
+    ENV_EVENTS,
+)
 
 
 class FakeNvmlBuildError(RuntimeError):
     """The C compiler is missing or rejected fake_nvml.c."""
 
 
-def build_fake_nvml(out_dir: Path, *, source: Path = SOURCE, cc: str | None = None) -> Path:
-    """Compile ``source`` to ``out_dir/libnvidia-ml.so.1``; return ``out_dir``.
+def build_fake_nvml(
+    out_dir: Path,
+    *,
+    source: Path = SOURCE,
+    cc: str | None = None,
+    omit: Iterable[str] = (),
+) -> Path:
+    """Compile ``source`` to ``out_dir/libnvidia-ml.so.1``; return that directory.
 
     Rebuilds only when the source is newer than the library.  The library is
     written to a temporary name and renamed into place, so concurrent builders
     (pytest-xdist workers) never see a half-written file.
+
+    ``omit`` names symbols of OMITTABLE_SYMBOLS the library must not export (a
+    driver too old for them).  Such a build goes to its own subdirectory of
+    ``out_dir``, one per set of omitted symbols, and that subdirectory is returned.
     """
+    omitted = sorted(set(omit))
+    unknown = [name for name in omitted if name not in OMITTABLE_SYMBOLS]
+    if unknown:
+        raise ValueError(f"cannot omit {unknown}; omittable: {', '.join(OMITTABLE_SYMBOLS)}")
     out_dir = Path(out_dir)
+    if omitted:
+        digest = hashlib.sha256(" ".join(omitted).encode()).hexdigest()[:12]
+        out_dir = out_dir / f"without-{digest}"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / LIBRARY_NAME
     source = Path(source)
@@ -83,7 +189,15 @@ def build_fake_nvml(out_dir: Path, *, source: Path = SOURCE, cc: str | None = No
     os.close(fd)
     try:
         proc = subprocess.run(
-            [compiler, *CFLAGS, "-o", tmp_name, str(source)],
+            # Renaming the definition removes the symbol pynvml looks up by name.
+            [
+                compiler,
+                *CFLAGS,
+                *(f"-D{name}=fake_nvml_omitted_{name}" for name in omitted),
+                "-o",
+                tmp_name,
+                str(source),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -107,6 +221,8 @@ def fake_nvml_env(
     call_log: Path | None = None,
     call_log_pid: bool = False,
     hang_seconds: float | None = None,
+    health: Path | None = None,
+    events: Path | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Environment for a child process that should load the stand-in.
@@ -128,6 +244,10 @@ def fake_nvml_env(
             env[ENV_CALL_LOG_PID] = "1"
     if hang_seconds is not None:
         env[ENV_HANG_SECONDS] = repr(float(hang_seconds))
+    if health is not None:
+        env[ENV_HEALTH] = str(health)
+    if events is not None:
+        env[ENV_EVENTS] = str(events)
     return env
 
 
@@ -140,15 +260,43 @@ def set_scenario(control: Path, name: str, *, check: bool = True) -> None:
     """
     if check and name not in SCENARIOS:
         raise ValueError(f"unknown fake NVML scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    control = Path(control)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{control.name}.", dir=control.parent)
+    _write_atomically(Path(control), name + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(name + "\n")
-        os.replace(tmp_name, control)
+            f.write(text)
+        os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+HealthValue = int | str
+
+
+def _health_value(field: str, value: HealthValue) -> str:
+    if field not in HEALTH_FIELDS:
+        raise ValueError(f"unknown fake NVML health field {field!r}")
+    if field == "processes" and value not in (UNSUPPORTED, NO_PERMISSION):
+        raise ValueError("set processes with FakeNvml.set_processes")
+    if isinstance(value, bool) or (isinstance(value, int) and value >= 0):
+        return str(int(value))
+    if value in (UNSUPPORTED, NO_PERMISSION):
+        return str(value)
+    raise ValueError(f"{field}: {value!r} is neither a non-negative int nor {UNSUPPORTED!r}")
+
+
+def add_health_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append override lines ("GPU FIELD VALUE") to a FAKE_NVML_HEALTH file, atomically."""
+    path = Path(path)
+    try:
+        current = path.read_text()
+    except FileNotFoundError:
+        current = ""
+    _write_atomically(path, current + "".join(line + "\n" for line in lines))
 
 
 def read_call_log(path: Path) -> list[str]:
@@ -166,12 +314,20 @@ class FakeNvml:
     lib_dir: Path
     control: Path
     call_log: Path
+    health: Path | None = None
+    events: Path | None = None
 
     @classmethod
     def create(cls, lib_dir: Path, work_dir: Path, scenario: str = DEFAULT_SCENARIO) -> FakeNvml:
         work_dir = Path(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
-        fake = cls(Path(lib_dir), work_dir / "fake_nvml.scenario", work_dir / "fake_nvml.calls")
+        fake = cls(
+            Path(lib_dir),
+            work_dir / "fake_nvml.scenario",
+            work_dir / "fake_nvml.calls",
+            work_dir / "fake_nvml.health",
+            work_dir / "fake_nvml.events",
+        )
         fake.set_scenario(scenario)
         return fake
 
@@ -188,11 +344,47 @@ class FakeNvml:
             call_log=self.call_log,
             call_log_pid=call_log_pid,
             hang_seconds=hang_seconds,
+            health=self.health,
+            events=self.events,
             base=base,
         )
 
     def set_scenario(self, name: str) -> None:
         set_scenario(self.control, name)
+
+    def _health_file(self) -> Path:
+        if self.health is None:
+            raise RuntimeError("this FakeNvml has no health file (use FakeNvml.create)")
+        return self.health
+
+    def set_health(self, gpu: int | str, **fields: HealthValue) -> None:
+        """Override readings of GPU ``gpu`` (an index, or "*" for all) from the next call.
+
+        Values are non-negative ints, UNSUPPORTED or NO_PERMISSION; a call that
+        reads several fields (ECC mode, remapped rows, MIG mode) fails with the
+        first failing one.  ``lost=1`` makes every per-device query of that GPU
+        return 15 GPU_IS_LOST; ``lost=0`` finds it again.
+        """
+        if gpu != "*" and not (isinstance(gpu, int) and 0 <= gpu < 8):
+            raise ValueError(f"GPU must be an index 0-7 or '*', not {gpu!r}")
+        lines = [f"{gpu} {field} {_health_value(field, v)}" for field, v in fields.items()]
+        add_health_lines(self._health_file(), lines)
+
+    def set_processes(self, gpu: int | str, processes: Sequence[tuple[int, int | None]]) -> None:
+        """Set GPU ``gpu``'s compute processes: (pid, used bytes or None = not available)."""
+        items = [f"{pid}:{'na' if used is None else int(used)}" for pid, used in processes]
+        add_health_lines(self._health_file(), [f"{gpu} processes {','.join(items) or 'none'}"])
+
+    def reset_health(self) -> None:
+        """Back to the built-in defaults for every GPU."""
+        self._health_file().unlink(missing_ok=True)
+
+    def inject_xid(self, gpu: int, xid: int) -> None:
+        """Raise XID ``xid`` on GPU ``gpu``: every event set registered for it sees it once."""
+        if self.events is None:
+            raise RuntimeError("this FakeNvml has no events file (use FakeNvml.create)")
+        with open(self.events, "a") as f:
+            f.write(f"{int(gpu)} {int(xid)}\n")
 
     def calls(self) -> list[str]:
         return read_call_log(self.call_log)

@@ -77,12 +77,54 @@
  *                     fractional).  Either way, once FAKE_NVML_HANG_SECONDS have
  *                     passed the call returns 10 TIMEOUT.
  *   no_gpus           init works, count is 0 (every index is invalid).
+ *   eight_gpus        8 x "NVIDIA H100 80GB HBM3", UUID GPU-88888888-0000-0000-0000-00000000000<i>,
+ *                     GPU 0's memory and limit; GPU i at 40 + i C, 100000 + 25000 i mW,
+ *                     utilization 10 i % / i %; health as GPU 0 of two_gpus.
  *
  *   "Per-device queries" are GetName, GetUUID, GetMemoryInfo(_v2), GetTemperature,
- *   GetPowerUsage, GetEnforcedPowerLimit and GetUtilizationRates.
+ *   GetPowerUsage, GetEnforcedPowerLimit and GetUtilizationRates, and the health
+ *   queries below (nvmlDeviceRegisterEvents included).
  *   GetHandleByIndex_v2 and GetIndex are handle bookkeeping: they succeed for
  *   lost/hung GPUs.  A handle whose index is not below the current scenario's
  *   count (e.g. GPU 1's handle after switching to no_power) gives 2.
+ *
+ * Health readings (per GPU; tests/standins/nvml/values.py has the defaults)
+ * -----------------------------------------------------------------------
+ *   nvmlDeviceGetCurrentClocksEventReasons / ...ThrottleReasons (older name, same
+ *   value), GetClockInfo / GetMaxClockInfo (type 0 graphics = SM, 1 SM, 2 MEM),
+ *   GetPerformanceState, GetFanSpeed, GetTemperatureThreshold (0 shutdown,
+ *   1 slowdown, 2-7 NOT_SUPPORTED), GetEccMode, GetTotalEccErrors, GetRetiredPages
+ *   (two-call protocol, page k at 0x10000 (k + 1), DBE + 1 << 40),
+ *   GetRetiredPagesPendingStatus, GetRemappedRows, Get{Curr,Max}PcieLink{Generation,
+ *   Width}, GetPcieReplayCounter, GetComputeRunningProcesses_v3 (two-call protocol,
+ *   nvmlProcessInfo_v2_t layout), GetMigMode, GetSupportedEventTypes.  They are
+ *   per-device queries: lost GPUs give 15, `hang` blocks them.
+ *
+ *   If env FAKE_NVML_HEALTH names a file, it is read on every per-device call:
+ *   lines "GPU FIELD VALUE" (GPU an index or '*'; '#' comments) override the
+ *   defaults, later lines winning.  FIELD is one of FIELD_NAMES below; VALUE is an
+ *   integer (decimal or 0x hex), `unsupported` (the call returns 3) or
+ *   `no_permission` (4); a call reading several fields fails with the first failing
+ *   one.  `processes` takes "PID:BYTES,PID:na,..." (na = NVML_VALUE_NOT_AVAILABLE)
+ *   or `none`; `lost 1` makes every per-device query of that GPU return 15
+ *   (`lost 0` finds it again); `temperature` also overrides GetTemperature.  A
+ *   malformed line makes per-device queries return 999 (warning on stderr, once).
+ *
+ * XID events
+ * ----------
+ *   nvmlEventSetCreate, nvmlDeviceRegisterEvents (NOT_SUPPORTED for a type outside
+ *   the GPU's supported_events), nvmlEventSetWait_v2, nvmlEventSetFree (2 for a set
+ *   that is not live).  Env FAKE_NVML_EVENTS names a file of lines "GPU XID";
+ *   appending a line raises that XID: every live set registered for XIDs
+ *   (0x8, nvmlEventTypeXidCriticalError) on that GPU returns it once, from
+ *   nvmlEventSetWait_v2 (the file is polled every 5 ms; nothing within timeoutms
+ *   gives 10 TIMEOUT).  Lines already in the file when a set is created are not
+ *   delivered to it.  eventData is the XID, device the GPU's handle.
+ *
+ * Builds without some symbols
+ * ---------------------------
+ *   build.py's omit= compiles with -D<symbol>=fake_nvml_omitted_<symbol>, so the
+ *   library does not export <symbol> and pynvml raises NVMLError_FunctionNotFound.
  *
  * Memory v1 vs v2
  * ---------------
@@ -118,6 +160,7 @@ enum {
     NVML_ERROR_UNINITIALIZED = 1,
     NVML_ERROR_INVALID_ARGUMENT = 2,
     NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_NO_PERMISSION = 4,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
     NVML_ERROR_TIMEOUT = 10,
@@ -177,8 +220,28 @@ static const fake_gpu GPUS[2] = {
 };
 static const char NO_POWER_NAME[] = "NVIDIA GeForce RTX 4090";
 
-#define MAX_GPUS 2
-static struct nvmlDevice_st HANDLES[MAX_GPUS] = {{0}, {1}};
+/* eight_gpus: eight H100s, GPU i at 40 + i C, drawing 100 + 25 i W, i * 10 % busy */
+static const fake_gpu EIGHT[8] = {
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000000",
+     85520809984ULL, 21474836480ULL, 0ULL, 40, 100000, 700000, 0, 0},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000001",
+     85520809984ULL, 21474836480ULL, 0ULL, 41, 125000, 700000, 10, 1},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000002",
+     85520809984ULL, 21474836480ULL, 0ULL, 42, 150000, 700000, 20, 2},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000003",
+     85520809984ULL, 21474836480ULL, 0ULL, 43, 175000, 700000, 30, 3},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000004",
+     85520809984ULL, 21474836480ULL, 0ULL, 44, 200000, 700000, 40, 4},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000005",
+     85520809984ULL, 21474836480ULL, 0ULL, 45, 225000, 700000, 50, 5},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000006",
+     85520809984ULL, 21474836480ULL, 0ULL, 46, 250000, 700000, 60, 6},
+    {"NVIDIA H100 80GB HBM3", "GPU-88888888-0000-0000-0000-000000000007",
+     85520809984ULL, 21474836480ULL, 0ULL, 47, 275000, 700000, 70, 7},
+};
+
+#define MAX_GPUS 8
+static struct nvmlDevice_st HANDLES[MAX_GPUS] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 
 /* ---- scenarios ----------------------------------------------------------- */
 
@@ -190,6 +253,7 @@ typedef enum {
     S_ALL_LOST,
     S_HANG,
     S_NO_GPUS,
+    S_EIGHT_GPUS,
     S_UNKNOWN,
 } scenario_t;
 
@@ -200,6 +264,7 @@ static const struct {
     {"two_gpus", S_TWO_GPUS}, {"no_power", S_NO_POWER},
     {"driver_not_loaded", S_DRIVER_NOT_LOADED}, {"gpu_lost", S_GPU_LOST},
     {"all_lost", S_ALL_LOST}, {"hang", S_HANG}, {"no_gpus", S_NO_GPUS},
+    {"eight_gpus", S_EIGHT_GPUS},
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -255,6 +320,8 @@ static unsigned int gpu_count(scenario_t s) {
     case S_DRIVER_NOT_LOADED:
     case S_UNKNOWN:
         return 0;
+    case S_EIGHT_GPUS:
+        return 8;
     default:
         return 2;
     }
@@ -357,11 +424,259 @@ static nvmlReturn_t wait_out_hang(scenario_t *s) {
     return NVML_SUCCESS;
 }
 
+/* ---- health readings (FAKE_NVML_HEALTH overrides) ------------------------- */
+
+typedef enum {
+    F_TEMPERATURE,
+    F_CLOCKS_EVENT_REASONS,
+    F_CLOCK_SM,
+    F_CLOCK_MEM,
+    F_CLOCK_SM_MAX,
+    F_CLOCK_MEM_MAX,
+    F_PSTATE,
+    F_FAN_SPEED,
+    F_TEMP_SLOWDOWN,
+    F_TEMP_SHUTDOWN,
+    F_ECC_MODE_CURRENT,
+    F_ECC_MODE_PENDING,
+    F_ECC_CORRECTED_VOLATILE,
+    F_ECC_CORRECTED_AGGREGATE,
+    F_ECC_UNCORRECTED_VOLATILE,
+    F_ECC_UNCORRECTED_AGGREGATE,
+    F_RETIRED_SBE,
+    F_RETIRED_DBE,
+    F_RETIRED_PENDING,
+    F_REMAP_CORR,
+    F_REMAP_UNC,
+    F_REMAP_PENDING,
+    F_REMAP_FAILURE,
+    F_PCIE_GEN,
+    F_PCIE_GEN_MAX,
+    F_PCIE_WIDTH,
+    F_PCIE_WIDTH_MAX,
+    F_PCIE_REPLAY,
+    F_MIG_CURRENT,
+    F_MIG_PENDING,
+    F_SUPPORTED_EVENTS,
+    F_PROCESSES,
+    F_LOST,
+    N_FIELDS,
+} field_t;
+
+static const char *const FIELD_NAMES[N_FIELDS] = {
+    "temperature", "clocks_event_reasons", "clock_sm", "clock_mem", "clock_sm_max",
+    "clock_mem_max", "pstate", "fan_speed", "temp_slowdown", "temp_shutdown",
+    "ecc_mode_current", "ecc_mode_pending", "ecc_corrected_volatile",
+    "ecc_corrected_aggregate", "ecc_uncorrected_volatile", "ecc_uncorrected_aggregate",
+    "retired_sbe", "retired_dbe", "retired_pending", "remap_corr", "remap_unc",
+    "remap_pending", "remap_failure", "pcie_gen", "pcie_gen_max", "pcie_width",
+    "pcie_width_max", "pcie_replay", "mig_current", "mig_pending", "supported_events",
+    "processes", "lost",
+};
+
+#define MAX_PROCS 32
+#define NOT_AVAILABLE_ULL 0xFFFFFFFFFFFFFFFFULL /* NVML_VALUE_NOT_AVAILABLE */
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long used; /* bytes, or NOT_AVAILABLE_ULL */
+} fake_proc;
+
+typedef struct {
+    nvmlReturn_t state[N_FIELDS]; /* 0 = has a value, else the code the call returns */
+    unsigned long long value[N_FIELDS];
+    unsigned int nprocs;
+    fake_proc procs[MAX_PROCS];
+} health_t;
+
+/* Per-GPU defaults: H100 (GPU 0, and every GPU of eight_gpus) and L4 (GPU 1). */
+static void default_health(unsigned int index, scenario_t s, const fake_gpu *g, health_t *h) {
+    memset(h, 0, sizeof *h);
+    int l4 = index == 1 && s != S_EIGHT_GPUS;
+    unsigned long long *v = h->value;
+    v[F_TEMPERATURE] = g->temperature_c;
+    v[F_CLOCKS_EVENT_REASONS] = l4 ? 0x1 : 0x0; /* L4 idle */
+    v[F_CLOCK_SM] = l4 ? 210 : 1980;
+    v[F_CLOCK_SM_MAX] = l4 ? 2040 : 1980;
+    v[F_CLOCK_MEM] = l4 ? 6251 : 2619;
+    v[F_CLOCK_MEM_MAX] = l4 ? 6251 : 2619;
+    v[F_PSTATE] = l4 ? 8 : 0;
+    v[F_FAN_SPEED] = 30;
+    if (!l4)
+        h->state[F_FAN_SPEED] = NVML_ERROR_NOT_SUPPORTED; /* passively cooled SXM board */
+    v[F_TEMP_SLOWDOWN] = l4 ? 88 : 87;
+    v[F_TEMP_SHUTDOWN] = l4 ? 93 : 92;
+    v[F_ECC_MODE_CURRENT] = 1;
+    v[F_ECC_MODE_PENDING] = 1;
+    v[F_ECC_CORRECTED_VOLATILE] = l4 ? 0 : 3;
+    v[F_ECC_CORRECTED_AGGREGATE] = l4 ? 0 : 12;
+    v[F_ECC_UNCORRECTED_VOLATILE] = 0;
+    v[F_ECC_UNCORRECTED_AGGREGATE] = 0;
+    v[F_RETIRED_SBE] = 0;
+    v[F_RETIRED_DBE] = 0;
+    v[F_RETIRED_PENDING] = 0;
+    if (!l4) { /* H100 remaps rows instead of retiring pages */
+        h->state[F_RETIRED_SBE] = NVML_ERROR_NOT_SUPPORTED;
+        h->state[F_RETIRED_DBE] = NVML_ERROR_NOT_SUPPORTED;
+        h->state[F_RETIRED_PENDING] = NVML_ERROR_NOT_SUPPORTED;
+    }
+    v[F_REMAP_CORR] = l4 ? 0 : 2;
+    v[F_REMAP_UNC] = 0;
+    v[F_REMAP_PENDING] = 0;
+    v[F_REMAP_FAILURE] = 0;
+    v[F_PCIE_GEN] = l4 ? 4 : 5;
+    v[F_PCIE_GEN_MAX] = l4 ? 4 : 5;
+    v[F_PCIE_WIDTH] = 16;
+    v[F_PCIE_WIDTH_MAX] = 16;
+    v[F_PCIE_REPLAY] = 0;
+    v[F_MIG_CURRENT] = 0;
+    v[F_MIG_PENDING] = 0;
+    if (l4) { /* no MIG on L4 */
+        h->state[F_MIG_CURRENT] = NVML_ERROR_NOT_SUPPORTED;
+        h->state[F_MIG_PENDING] = NVML_ERROR_NOT_SUPPORTED;
+    }
+    v[F_SUPPORTED_EVENTS] = 0x1F; /* SBE | DBE | PState | Xid | Clock */
+    if (!l4) {
+        h->nprocs = 1;
+        h->procs[0].pid = 4242 + index;
+        h->procs[0].used = 16106127360ULL; /* 15360 MiB */
+    }
+    v[F_PROCESSES] = h->nprocs;
+}
+
+static int warned_health; /* guarded by lock */
+
+static void health_warning(const char *path, int line, const char *what) {
+    pthread_mutex_lock(&lock);
+    if (!warned_health) {
+        warned_health = 1;
+        fprintf(stderr, "fake_nvml: %s line %d: %s: per-device queries return 999\n", path,
+                line, what);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static int parse_ull(const char *text, unsigned long long *out) {
+    if (!text || !*text || *text == '-')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 0);
+    if (errno || *end)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* "PID:BYTES,PID:na,..." or "none" */
+static int parse_procs(char *text, health_t *h) {
+    h->nprocs = 0;
+    if (strcmp(text, "none") == 0)
+        return 1;
+    char *save = NULL;
+    for (char *item = strtok_r(text, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(item, ':');
+        unsigned long long pid, used;
+        if (!colon || h->nprocs >= MAX_PROCS)
+            return 0;
+        *colon = '\0';
+        if (!parse_ull(item, &pid) || pid > 0xFFFFFFFFULL)
+            return 0;
+        if (strcmp(colon + 1, "na") == 0)
+            used = NOT_AVAILABLE_ULL;
+        else if (!parse_ull(colon + 1, &used))
+            return 0;
+        h->procs[h->nprocs].pid = (unsigned int)pid;
+        h->procs[h->nprocs].used = used;
+        h->nprocs++;
+    }
+    return 1;
+}
+
+/*
+ * Apply FAKE_NVML_HEALTH lines "GPU FIELD VALUE" (GPU an index or '*') for GPU
+ * `index`; later lines win. Returns 0, or 999 for a malformed file.
+ */
+static nvmlReturn_t apply_overrides(unsigned int index, health_t *h) {
+    const char *path = getenv("FAKE_NVML_HEALTH");
+    if (!path || !*path)
+        return NVML_SUCCESS;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NVML_SUCCESS;
+    char line[1024];
+    int lineno = 0;
+    nvmlReturn_t r = NVML_SUCCESS;
+    health_t scratch; /* a parsed process list, copied in when the line is for this GPU */
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        strip(line);
+        if (!line[0] || line[0] == '#')
+            continue;
+        char *save = NULL;
+        char *gpu = strtok_r(line, " \t", &save);
+        char *name = strtok_r(NULL, " \t", &save);
+        char *value = strtok_r(NULL, " \t", &save);
+        if (!gpu || !name || !value || strtok_r(NULL, " \t", &save)) {
+            health_warning(path, lineno, "expected 'GPU FIELD VALUE'");
+            r = NVML_ERROR_UNKNOWN;
+            break;
+        }
+        unsigned long long target = 0;
+        if (strcmp(gpu, "*") != 0 && (!parse_ull(gpu, &target) || target >= MAX_GPUS)) {
+            health_warning(path, lineno, "bad GPU index");
+            r = NVML_ERROR_UNKNOWN;
+            break;
+        }
+        int field = -1;
+        for (int i = 0; i < N_FIELDS; i++)
+            if (strcmp(name, FIELD_NAMES[i]) == 0)
+                field = i;
+        if (field < 0) {
+            health_warning(path, lineno, "unknown field");
+            r = NVML_ERROR_UNKNOWN;
+            break;
+        }
+        /* Parse every line, whichever GPU it is for: a bad value fails all GPUs. */
+        nvmlReturn_t state = NVML_SUCCESS;
+        unsigned long long parsed = 0;
+        int ok = 1;
+        if (strcmp(value, "unsupported") == 0)
+            state = NVML_ERROR_NOT_SUPPORTED;
+        else if (strcmp(value, "no_permission") == 0)
+            state = NVML_ERROR_NO_PERMISSION;
+        else if (field == F_PROCESSES)
+            ok = parse_procs(value, &scratch);
+        else
+            ok = parse_ull(value, &parsed);
+        if (!ok) {
+            health_warning(path, lineno, "bad value");
+            r = NVML_ERROR_UNKNOWN;
+            break;
+        }
+        if (strcmp(gpu, "*") != 0 && target != index)
+            continue;
+        h->state[field] = state;
+        if (state != NVML_SUCCESS)
+            continue;
+        if (field == F_PROCESSES) {
+            h->nprocs = scratch.nprocs;
+            memcpy(h->procs, scratch.procs, sizeof h->procs);
+            h->value[F_PROCESSES] = h->nprocs;
+        } else {
+            h->value[field] = parsed;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
 /*
  * Prologue of a per-device query: state, handle, hang, loss. On success
  * *gpu points at the GPU's data and *scen is the scenario to answer under.
  */
-static nvmlReturn_t device_query(nvmlDevice_t device, const fake_gpu **gpu, scenario_t *scen) {
+static nvmlReturn_t device_query_h(nvmlDevice_t device, const fake_gpu **gpu, scenario_t *scen,
+                                   health_t *health) {
     scenario_t s;
     nvmlReturn_t r = check_state(&s);
     if (r != NVML_SUCCESS)
@@ -383,11 +698,23 @@ static nvmlReturn_t device_query(nvmlDevice_t device, const fake_gpu **gpu, scen
         return NVML_ERROR_UNINITIALIZED;
     if (index >= gpu_count(s))
         return NVML_ERROR_INVALID_ARGUMENT;
-    if (s == S_ALL_LOST || (s == S_GPU_LOST && index == 1))
+    const fake_gpu *g = s == S_EIGHT_GPUS ? &EIGHT[index] : &GPUS[index];
+    health_t local;
+    health_t *h = health ? health : &local;
+    default_health(index, s, g, h);
+    r = apply_overrides(index, h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (s == S_ALL_LOST || (s == S_GPU_LOST && index == 1) ||
+        (h->state[F_LOST] == NVML_SUCCESS && h->value[F_LOST] != 0))
         return NVML_ERROR_GPU_IS_LOST;
-    *gpu = &GPUS[index];
+    *gpu = g;
     *scen = s;
     return NVML_SUCCESS;
+}
+
+static nvmlReturn_t device_query(nvmlDevice_t device, const fake_gpu **gpu, scenario_t *scen) {
+    return device_query_h(device, gpu, scen, NULL);
 }
 
 static nvmlReturn_t copy_string(char *dst, unsigned int length, const char *src) {
@@ -449,6 +776,7 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t result) {
     case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
     case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
     case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
     case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
     case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
     case NVML_ERROR_TIMEOUT: return "Timeout";
@@ -596,12 +924,15 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensorType
     log_call(__func__);
     const fake_gpu *g;
     scenario_t s;
-    nvmlReturn_t r = device_query(device, &g, &s);
+    health_t h;
+    nvmlReturn_t r = device_query_h(device, &g, &s, &h);
     if (r != NVML_SUCCESS)
         return r;
     if (!temp || sensorType != 0) /* NVML_TEMPERATURE_GPU */
         return NVML_ERROR_INVALID_ARGUMENT;
-    *temp = g->temperature_c;
+    if (h.state[F_TEMPERATURE] != NVML_SUCCESS)
+        return h.state[F_TEMPERATURE];
+    *temp = (unsigned int)h.value[F_TEMPERATURE];
     return NVML_SUCCESS;
 }
 
@@ -642,5 +973,465 @@ EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
         return NVML_ERROR_INVALID_ARGUMENT;
     utilization->gpu = g->util_gpu;
     utilization->memory = g->util_mem;
+    return NVML_SUCCESS;
+}
+
+/* ---- health queries (values: default_health + FAKE_NVML_HEALTH) ----------- */
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlProcessInfo_t; /* nvmlProcessInfo_v2_t == _v3 layout */
+_Static_assert(sizeof(nvmlProcessInfo_t) == 24, "nvmlProcessInfo_t layout");
+
+static nvmlReturn_t health_query(nvmlDevice_t device, health_t *h) {
+    const fake_gpu *g;
+    scenario_t s;
+    return device_query_h(device, &g, &s, h);
+}
+
+/* The first failing field's code, or 0 when every field has a value. */
+static nvmlReturn_t fields_state(const health_t *h, const field_t *fields, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (h->state[fields[i]] != NVML_SUCCESS)
+            return h->state[fields[i]];
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t ull_field(nvmlDevice_t device, field_t field, unsigned long long *out) {
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!out)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (h.state[field] != NVML_SUCCESS)
+        return h.state[field];
+    *out = h.value[field];
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t uint_field(nvmlDevice_t device, field_t field, unsigned int *out) {
+    unsigned long long v = 0;
+    nvmlReturn_t r = ull_field(device, field, out ? &v : NULL);
+    if (r == NVML_SUCCESS)
+        *out = (unsigned int)v;
+    return r;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                           unsigned long long *reasons) {
+    log_call(__func__);
+    return ull_field(device, F_CLOCKS_EVENT_REASONS, reasons);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
+                                                              unsigned long long *reasons) {
+    log_call(__func__);
+    return ull_field(device, F_CLOCKS_EVENT_REASONS, reasons);
+}
+
+/* clock types: 0 GRAPHICS (reported as the SM clock), 1 SM, 2 MEM; others invalid */
+static nvmlReturn_t clock_reading(nvmlDevice_t device, int type, unsigned int *clock, int max) {
+    field_t field;
+    if (type == 0 || type == 1)
+        field = max ? F_CLOCK_SM_MAX : F_CLOCK_SM;
+    else if (type == 2)
+        field = max ? F_CLOCK_MEM_MAX : F_CLOCK_MEM;
+    else
+        field = N_FIELDS;
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!clock || field == N_FIELDS)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (h.state[field] != NVML_SUCCESS)
+        return h.state[field];
+    *clock = (unsigned int)h.value[field];
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, int type, unsigned int *clock) {
+    log_call(__func__);
+    return clock_reading(device, type, clock, 0);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, int type,
+                                              unsigned int *clock) {
+    log_call(__func__);
+    return clock_reading(device, type, clock, 1);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPerformanceState(nvmlDevice_t device, int *pState) {
+    log_call(__func__);
+    return uint_field(device, F_PSTATE, (unsigned int *)pState);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetFanSpeed(nvmlDevice_t device, unsigned int *speed) {
+    log_call(__func__);
+    return uint_field(device, F_FAN_SPEED, speed);
+}
+
+/* thresholds: 0 SHUTDOWN, 1 SLOWDOWN; 2..7 not supported here; 8+ invalid */
+EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, int thresholdType,
+                                                      unsigned int *temp) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!temp || thresholdType < 0 || thresholdType >= 8)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (thresholdType > 1)
+        return NVML_ERROR_NOT_SUPPORTED;
+    field_t field = thresholdType == 0 ? F_TEMP_SHUTDOWN : F_TEMP_SLOWDOWN;
+    if (h.state[field] != NVML_SUCCESS)
+        return h.state[field];
+    *temp = (unsigned int)h.value[field];
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, int *current, int *pending) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!current || !pending)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    static const field_t fields[] = {F_ECC_MODE_CURRENT, F_ECC_MODE_PENDING};
+    r = fields_state(&h, fields, 2);
+    if (r != NVML_SUCCESS)
+        return r;
+    *current = (int)h.value[F_ECC_MODE_CURRENT];
+    *pending = (int)h.value[F_ECC_MODE_PENDING];
+    return NVML_SUCCESS;
+}
+
+/* errorType 0 CORRECTED / 1 UNCORRECTED; counterType 0 VOLATILE / 1 AGGREGATE */
+EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, int errorType,
+                                                int counterType, unsigned long long *eccCounts) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!eccCounts || errorType < 0 || errorType > 1 || counterType < 0 || counterType > 1)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    static const field_t table[2][2] = {
+        {F_ECC_CORRECTED_VOLATILE, F_ECC_CORRECTED_AGGREGATE},
+        {F_ECC_UNCORRECTED_VOLATILE, F_ECC_UNCORRECTED_AGGREGATE},
+    };
+    field_t field = table[errorType][counterType];
+    if (h.state[field] != NVML_SUCCESS)
+        return h.state[field];
+    *eccCounts = h.value[field];
+    return NVML_SUCCESS;
+}
+
+/* cause 0 MULTIPLE_SINGLE_BIT_ECC_ERRORS, 1 DOUBLE_BIT_ECC_ERROR; page k at 0x10000 * (k + 1) */
+EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, int cause,
+                                              unsigned int *pageCount,
+                                              unsigned long long *addresses) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!pageCount || cause < 0 || cause > 1)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    field_t field = cause == 0 ? F_RETIRED_SBE : F_RETIRED_DBE;
+    if (h.state[field] != NVML_SUCCESS)
+        return h.state[field];
+    unsigned long long n = h.value[field];
+    if (n > 4096)
+        n = 4096;
+    if (*pageCount < n || (!addresses && n > 0)) {
+        *pageCount = (unsigned int)n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (unsigned long long k = 0; k < n; k++)
+        addresses[k] = 0x10000ULL * (k + 1) + ((unsigned long long)cause << 40);
+    *pageCount = (unsigned int)n;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetRetiredPagesPendingStatus(nvmlDevice_t device,
+                                                           int *isPending) {
+    log_call(__func__);
+    return uint_field(device, F_RETIRED_PENDING, (unsigned int *)isPending);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int *corrRows,
+                                              unsigned int *uncRows, unsigned int *isPending,
+                                              unsigned int *failureOccurred) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!corrRows || !uncRows || !isPending || !failureOccurred)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    static const field_t fields[] = {F_REMAP_CORR, F_REMAP_UNC, F_REMAP_PENDING,
+                                     F_REMAP_FAILURE};
+    r = fields_state(&h, fields, 4);
+    if (r != NVML_SUCCESS)
+        return r;
+    *corrRows = (unsigned int)h.value[F_REMAP_CORR];
+    *uncRows = (unsigned int)h.value[F_REMAP_UNC];
+    *isPending = (unsigned int)h.value[F_REMAP_PENDING];
+    *failureOccurred = (unsigned int)h.value[F_REMAP_FAILURE];
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(nvmlDevice_t device,
+                                                        unsigned int *currLinkGen) {
+    log_call(__func__);
+    return uint_field(device, F_PCIE_GEN, currLinkGen);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(nvmlDevice_t device,
+                                                       unsigned int *maxLinkGen) {
+    log_call(__func__);
+    return uint_field(device, F_PCIE_GEN_MAX, maxLinkGen);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(nvmlDevice_t device,
+                                                   unsigned int *currLinkWidth) {
+    log_call(__func__);
+    return uint_field(device, F_PCIE_WIDTH, currLinkWidth);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device,
+                                                  unsigned int *maxLinkWidth) {
+    log_call(__func__);
+    return uint_field(device, F_PCIE_WIDTH_MAX, maxLinkWidth);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigned int *value) {
+    log_call(__func__);
+    return uint_field(device, F_PCIE_REPLAY, value);
+}
+
+/* Real NVML's two-call protocol: too small a buffer (or none) gives 7 and the count. */
+EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                            unsigned int *infoCount,
+                                                            nvmlProcessInfo_t *infos) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!infoCount)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (h.state[F_PROCESSES] != NVML_SUCCESS)
+        return h.state[F_PROCESSES];
+    if (*infoCount < h.nprocs || (!infos && h.nprocs > 0)) {
+        *infoCount = h.nprocs;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (unsigned int i = 0; i < h.nprocs; i++) {
+        infos[i].pid = h.procs[i].pid;
+        infos[i].usedGpuMemory = h.procs[i].used;
+        infos[i].gpuInstanceId = 0xFFFFFFFFu;
+        infos[i].computeInstanceId = 0xFFFFFFFFu;
+    }
+    *infoCount = h.nprocs;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
+                                         unsigned int *pendingMode) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!currentMode || !pendingMode)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    static const field_t fields[] = {F_MIG_CURRENT, F_MIG_PENDING};
+    r = fields_state(&h, fields, 2);
+    if (r != NVML_SUCCESS)
+        return r;
+    *currentMode = (unsigned int)h.value[F_MIG_CURRENT];
+    *pendingMode = (unsigned int)h.value[F_MIG_PENDING];
+    return NVML_SUCCESS;
+}
+
+/* ---- events (XIDs injected through FAKE_NVML_EVENTS) ---------------------- */
+
+#define EVENT_XID 0x8ULL /* nvmlEventTypeXidCriticalError */
+#define MAX_EVENT_SETS 64
+
+typedef struct {
+    unsigned long long device;
+    unsigned long long eventType;
+    unsigned long long eventData;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlEventData_t;
+
+struct nvmlEventSet_st {
+    unsigned long long registered[MAX_GPUS]; /* event types per GPU index */
+    long consumed;                           /* lines of the events file already seen */
+};
+typedef struct nvmlEventSet_st *nvmlEventSet_t;
+
+static nvmlEventSet_t LIVE_SETS[MAX_EVENT_SETS]; /* guarded by lock */
+
+static int set_is_live(nvmlEventSet_t set) {
+    int live = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_EVENT_SETS; i++)
+        if (set && LIVE_SETS[i] == set)
+            live = 1;
+    pthread_mutex_unlock(&lock);
+    return live;
+}
+
+/*
+ * Read the events file ("GPU XID" per line). Count its complete lines into *lines;
+ * when `want` is non-NULL, find the first complete line at or after line `from`
+ * whose GPU is registered for XIDs in `set`; return its 0-based number, or -1.
+ */
+static long scan_events(nvmlEventSet_t set, long from, long *lines, unsigned int *gpu,
+                        unsigned long long *xid) {
+    *lines = 0;
+    const char *path = getenv("FAKE_NVML_EVENTS");
+    if (!path || !*path)
+        return -1;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    char line[128];
+    long found = -1;
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n == 0 || line[n - 1] != '\n')
+            break; /* a line still being written */
+        long number = (*lines)++;
+        if (found >= 0 || !set || number < from)
+            continue;
+        unsigned int g;
+        unsigned long long code;
+        if (sscanf(line, "%u %llu", &g, &code) == 2 && g < MAX_GPUS &&
+            (set->registered[g] & EVENT_XID)) {
+            found = number;
+            *gpu = g;
+            *xid = code;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
+                                                     unsigned long long *eventTypes) {
+    log_call(__func__);
+    return ull_field(device, F_SUPPORTED_EVENTS, eventTypes);
+}
+
+EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) {
+    log_call(__func__);
+    scenario_t s;
+    nvmlReturn_t r = check_state(&s);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!set)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    nvmlEventSet_t created = calloc(1, sizeof *created);
+    if (!created)
+        return NVML_ERROR_UNKNOWN;
+    long lines;
+    scan_events(NULL, 0, &lines, NULL, NULL);
+    created->consumed = lines; /* events injected before the set existed are not seen */
+    pthread_mutex_lock(&lock);
+    int slot = -1;
+    for (int i = 0; i < MAX_EVENT_SETS && slot < 0; i++)
+        if (!LIVE_SETS[i])
+            slot = i;
+    if (slot >= 0)
+        LIVE_SETS[slot] = created;
+    pthread_mutex_unlock(&lock);
+    if (slot < 0) {
+        free(created);
+        return NVML_ERROR_UNKNOWN;
+    }
+    *set = created;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long eventTypes,
+                                             nvmlEventSet_t set) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_query(device, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!set_is_live(set))
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (h.state[F_SUPPORTED_EVENTS] != NVML_SUCCESS)
+        return h.state[F_SUPPORTED_EVENTS];
+    if ((eventTypes & ~h.value[F_SUPPORTED_EVENTS]) != 0)
+        return NVML_ERROR_NOT_SUPPORTED;
+    pthread_mutex_lock(&lock);
+    set->registered[device->index] |= eventTypes;
+    pthread_mutex_unlock(&lock);
+    return NVML_SUCCESS;
+}
+
+/* Polls the events file every 5 ms until an XID for a registered GPU or timeoutms. */
+EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data,
+                                        unsigned int timeoutms) {
+    log_call(__func__);
+    scenario_t s;
+    nvmlReturn_t r = check_state(&s);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!data || !set_is_live(set))
+        return NVML_ERROR_INVALID_ARGUMENT;
+    double deadline = monotonic_seconds() + timeoutms / 1000.0;
+    for (;;) {
+        long lines;
+        unsigned int gpu = 0;
+        unsigned long long xid = 0;
+        long found = scan_events(set, set->consumed, &lines, &gpu, &xid);
+        if (found >= 0) {
+            set->consumed = found + 1;
+            data->device = (unsigned long long)(uintptr_t)&HANDLES[gpu];
+            data->eventType = EVENT_XID;
+            data->eventData = xid;
+            data->gpuInstanceId = 0xFFFFFFFFu;
+            data->computeInstanceId = 0xFFFFFFFFu;
+            return NVML_SUCCESS;
+        }
+        set->consumed = lines > set->consumed ? lines : set->consumed;
+        double left = deadline - monotonic_seconds();
+        if (left <= 0)
+            return NVML_ERROR_TIMEOUT;
+        sleep_seconds(left < 0.005 ? left : 0.005);
+    }
+}
+
+EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
+    log_call(__func__);
+    scenario_t s;
+    nvmlReturn_t r = check_state(&s);
+    if (r != NVML_SUCCESS && r != NVML_ERROR_DRIVER_NOT_LOADED)
+        return r;
+    int freed = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < MAX_EVENT_SETS; i++)
+        if (set && LIVE_SETS[i] == set) {
+            LIVE_SETS[i] = NULL;
+            freed = 1;
+        }
+    pthread_mutex_unlock(&lock);
+    if (!freed)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    free(set);
     return NVML_SUCCESS;
 }

@@ -1,0 +1,229 @@
+"""XID critical-error events from NVML, and per-GPU XID statistics.
+
+`XidWatcher` initialises NVML (reference-counted), owns one event set with every GPU
+that supports XID events registered on it, and keeps per-GPU stats from what `poll`
+returns. `start()` runs the poll loop in a real OS thread (NVML blocks in C, which
+must not hold gevent's hub); `close()` stops it and frees the set. A device, or a
+driver, without event support is skipped, never an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pynvml
+
+from worker.realthreads import RealEvent, real_lock, start_real_thread
+
+log = logging.getLogger("agent_net.sampler")
+
+HOUR_S = 3600.0
+XID_EVENT = pynvml.nvmlEventTypeXidCriticalError  # 0x8
+
+
+@dataclass(frozen=True)
+class XidEvent:
+    """One XID: which GPU (NVML index), the XID code, and when we saw it (wall clock)."""
+
+    gpu_index: int
+    xid: int
+    wall_time: float
+
+
+@dataclass(frozen=True)
+class XidStats:
+    """One GPU's XIDs since the watcher started. Codes are sorted, distinct."""
+
+    count: int = 0
+    last_xid: int | None = None
+    last_time: float | None = None
+    count_last_hour: int = 0
+    codes_since_start: tuple[int, ...] = ()
+    codes_last_hour: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "xid_count": self.count,
+            "xid_last": self.last_xid,
+            "xid_last_time_unix": self.last_time,
+            "xid_count_last_hour": self.count_last_hour,
+            "xid_codes_since_start": list(self.codes_since_start),
+            "xid_codes_last_hour": list(self.codes_last_hour),
+        }
+
+
+def _address(pointer: Any) -> int | None:
+    return ctypes.cast(pointer, ctypes.c_void_p).value
+
+
+class XidWatcher:
+    """One NVML event set for all GPUs, and XID stats per GPU index."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        """Initialise NVML and register XID events where supported (raises if init fails)."""
+        self._clock = clock
+        self._lock = real_lock()  # guards stats
+        self._nvml_lock = real_lock()  # one NVML caller on the set at a time
+        self._stats: dict[int, _GpuXids] = {}
+        self._stop = RealEvent()
+        self._stopped: RealEvent | None = None
+        self._closed = False
+        pynvml.nvmlInit()
+        self._handles: dict[int, int] = {}  # handle address -> index
+        self.registered: tuple[int, ...] = ()
+        self.event_set: Any = None
+        try:
+            self._register_all()
+        except BaseException:
+            self.close()
+            raise
+
+    def _register_all(self) -> None:
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            self.event_set = pynvml.nvmlEventSetCreate()
+        except pynvml.NVMLError as error:
+            log.warning("XID events unavailable: %s", error)
+            return
+        registered = []
+        for index in range(count):
+            self._stats[index] = _GpuXids()
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                address = _address(handle)
+                if address is not None:
+                    self._handles[address] = index
+                if not pynvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
+                    continue
+                pynvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self.event_set)
+            except pynvml.NVMLError as error:
+                log.info("GPU %d: no XID events (%s)", index, error)
+                continue
+            registered.append(index)
+        self.registered = tuple(registered)
+
+    def poll(self, timeout_ms: int) -> list[XidEvent]:
+        """Wait up to timeout_ms for XIDs; return them (all already queued, in order).
+
+        Without an event set (no support, or closed) it sleeps timeout_ms and returns
+        []. NVML errors other than a timeout end the wait early and are logged.
+        """
+        with self._nvml_lock:
+            if self.event_set is None or not self.registered or self._closed:
+                self._stop.wait(timeout_ms / 1000)
+                return []
+            events: list[XidEvent] = []
+            wait_ms = timeout_ms
+            while True:
+                try:
+                    data = pynvml.nvmlEventSetWait_v2(self.event_set, wait_ms)
+                except pynvml.NVMLError as error:
+                    if error.value != pynvml.NVML_ERROR_TIMEOUT:
+                        log.warning("XID event wait failed: %s", error)
+                    break
+                wait_ms = 0  # drain what is already queued, then return
+                if not data.eventType & XID_EVENT:
+                    continue
+                event = XidEvent(self._index_of(data.device), int(data.eventData), self._clock())
+                self._record(event)
+                events.append(event)
+        return events
+
+    def _index_of(self, device: Any) -> int:
+        index = self._handles.get(_address(device) or 0)
+        if index is not None:
+            return index
+        try:
+            return int(pynvml.nvmlDeviceGetIndex(device))
+        except pynvml.NVMLError:
+            return -1
+
+    def _record(self, event: XidEvent) -> None:
+        with self._lock:
+            self._stats.setdefault(event.gpu_index, _GpuXids()).add(event)
+
+    def stats(self, gpu_index: int) -> XidStats:
+        """XID stats of one GPU (all zero for a GPU that never had one)."""
+        with self._lock:
+            gpu = self._stats.get(gpu_index)
+            return XidStats() if gpu is None else gpu.snapshot(self._clock())
+
+    def all_stats(self) -> dict[int, XidStats]:
+        """XID stats of every GPU seen at start or in an event, by index."""
+        now = self._clock()
+        with self._lock:
+            return {index: gpu.snapshot(now) for index, gpu in sorted(self._stats.items())}
+
+    def start(self, interval_ms: int = 1000) -> None:
+        """Keep the stats up to date from a real OS thread until close()."""
+        if self._stopped is not None or self._closed:
+            raise RuntimeError("XidWatcher already started or closed")
+        stopped = self._stopped = RealEvent()
+
+        def loop() -> None:
+            try:
+                while not self._stop.is_set():
+                    self.poll(interval_ms)
+            except Exception:
+                log.exception("XID watcher thread died")
+            finally:
+                stopped.set()
+
+        start_real_thread(loop, "xid-watcher")
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (waits up to timeout_s), free the event set, shut NVML down."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._stopped is not None:
+            self._stopped.wait(timeout_s)
+        with self._nvml_lock:
+            self._closed = True
+            if self.event_set is not None:
+                with contextlib.suppress(pynvml.NVMLError):
+                    pynvml.nvmlEventSetFree(self.event_set)
+                self.event_set = None
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+
+    def __enter__(self) -> XidWatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _GpuXids:
+    """Mutable per-GPU record behind XidStats (guarded by the watcher's lock)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: XidEvent | None = None
+        self.codes: set[int] = set()
+        self.recent: deque[XidEvent] = deque()
+
+    def add(self, event: XidEvent) -> None:
+        self.count += 1
+        self.last = event
+        self.codes.add(event.xid)
+        self.recent.append(event)
+
+    def snapshot(self, now: float) -> XidStats:
+        while self.recent and self.recent[0].wall_time < now - HOUR_S:
+            self.recent.popleft()
+        return XidStats(
+            count=self.count,
+            last_xid=None if self.last is None else self.last.xid,
+            last_time=None if self.last is None else self.last.wall_time,
+            count_last_hour=len(self.recent),
+            codes_since_start=tuple(sorted(self.codes)),
+            codes_last_hour=tuple(sorted({e.xid for e in self.recent})),
+        )
