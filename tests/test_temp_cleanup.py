@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,28 @@ def gone(pid: int) -> bool:
         return True
 
 
+def survivors(pids: list[int], timeout: float) -> list[int]:
+    """Those of `pids` still running after `timeout` s; each is sent SIGTERM, so that a
+    failing check leaves no server behind."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(gone(pid) for pid in pids):
+        time.sleep(0.1)
+    left = [pid for pid in pids if not gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGTERM)
+    return left
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM `process` and wait for it (SIGKILL after 60 s); its exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(10)
+
+
 def test_a_test_worker_killed_with_sigkill_leaves_nothing(tmp_path: Path) -> None:
     tmp = private_tmp(tmp_path)
     libs = tmp_path / "no-nvml"
@@ -53,13 +76,16 @@ def test_a_test_worker_killed_with_sigkill_leaves_nothing(tmp_path: Path) -> Non
     worker = WorkerProcess(
         {"TMPDIR": str(tmp), "OLLAMA_HOST": "http://127.0.0.1:9"}, tmp_path / "w.log", libs
     )
-    worker.start()
-    assert worker.process is not None
-    pids = [worker.process.pid, *children(worker.process.pid)]
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    worker.process.wait(10)
-    wait_for(lambda: all(gone(pid) for pid in pids), 10, what="the worker's processes gone")
+    try:
+        worker.start()
+        assert worker.process is not None
+        pids = [worker.process.pid, *children(worker.process.pid)]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        worker.process.wait(10)
+        assert survivors(pids, 10) == []
+    finally:
+        worker.stop()
     assert sorted(p.name for p in tmp.iterdir()) == []
 
 
@@ -76,8 +102,8 @@ def test_the_standin_orchestrator_removes_its_certificate_directory(tmp_path: Pa
         wait_for(lambda: "listening url=" in log.read_text(), 20, what="the stand-in listening")
         assert [p.name[:12] for p in tmp.iterdir()] == ["standin-tls-"]  # made where we look
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0, log.read_text()
+        code = stop(process)
+    assert code == 0, log.read_text()
     assert sorted(p.name for p in tmp.iterdir()) == []
 
 
@@ -92,16 +118,17 @@ def test_an_interrupted_benchmark_stops_its_servers_and_removes_its_directory(
         process = subprocess.Popen(
             command, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)}, stdout=out, stderr=out
         )
+    servers: list[int] = []
     try:
         wait_for(lambda: "round 1 " in log.read_text(), 90, what="a first measured run")
         assert [p.name[:16] for p in tmp.iterdir()] == ["agent-net-bench-"]
         servers = children(process.pid)
-        assert servers, "the worker and the baseline run as child processes"
+        assert len(servers) >= 2, "the worker and the baseline run as child processes"
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(60)
+        code = stop(process)
+        left = survivors(servers, 20)
     assert code == 128 + signal.SIGTERM, log.read_text()
-    wait_for(lambda: all(gone(pid) for pid in servers), 20, what="the servers stopped")
+    assert left == [], "the benchmark left its servers running"
     assert sorted(p.name for p in tmp.iterdir()) == []
 
 
