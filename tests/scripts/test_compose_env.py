@@ -36,17 +36,16 @@ AFTER=last
 SHELL = {"FROM_SHELL": "from-shell", "INHERITED": "inherited"}
 
 
-def test_values_match_docker_compose(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text(DOTENV + "INHERITED\n")
-    names = [*parse(DOTENV, {}), "INHERITED"]
+def compose_values(directory: Path, names: list[str], shell: dict[str, str]) -> dict[str, str]:
+    """What `docker compose config` makes of `names` with directory/.env and `shell`."""
     environment = {name: f"${{{name}-<unset>}}" for name in names}
-    (tmp_path / "compose.yml").write_text(
+    (directory / "compose.yml").write_text(
         json.dumps({"services": {"s": {"image": "busybox", "environment": environment}}})
     )
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **SHELL}
+    env = {"PATH": os.environ["PATH"], "HOME": str(directory), **shell}
     result = subprocess.run(
         [COMPOSE, "config", "--format", "json"],
-        cwd=tmp_path,
+        cwd=directory,
         env=env,
         capture_output=True,
         text=True,
@@ -54,7 +53,21 @@ def test_values_match_docker_compose(tmp_path: Path) -> None:
         check=True,
     )
     written = json.loads(result.stdout)["services"]["s"]["environment"]
-    by_compose = {k: v.replace("$$", "$") for k, v in written.items()}  # config escapes $
+    return {k: v.replace("$$", "$") for k, v in written.items()}  # config escapes $
+
+
+def test_the_shipped_env_example_reads_as_compose_reads_it(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    (tmp_path / ".env").write_text(text)
+    ours = parse(text, {})
+    assert ours["ORCH_URL"] == "https://orchestrator:8935" and len(ours) > 30
+    assert ours == compose_values(tmp_path, list(ours), {})
+
+
+def test_values_match_docker_compose(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(DOTENV + "INHERITED\n")
+    names = [*parse(DOTENV, {}), "INHERITED"]
+    by_compose = compose_values(tmp_path, names, SHELL)
     ours = parse((tmp_path / ".env").read_text(), SHELL)
     assert ours == {**by_compose, "INHERITED": "inherited"}
     assert ours["FROM_SHELL"] == "from-shell" and ours["WORKER_PORT"] == "9999"
