@@ -12,8 +12,8 @@ RUN python -m venv --without-pip /opt/agent-net
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
  && pip --python /opt/agent-net/bin/python install --no-cache-dir -r requirements.txt
-# The readme named in pyproject (README.m[d]: copied when present; pyproject matches anyway).
-COPY pyproject.toml README.m[d] ./
+# The readme and licence file named in pyproject (README.m[d]: copied when present).
+COPY pyproject.toml README.m[d] LICENSE ./
 COPY worker/ worker/
 RUN pip --python /opt/agent-net/bin/python install --no-cache-dir --no-deps .
 

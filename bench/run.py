@@ -23,6 +23,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -219,7 +221,21 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
 
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the servers stop and the directory goes.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
     work = Path(tempfile.mkdtemp(prefix="agent-net-bench-"))
+    try:
+        return bench(args, work)
+    finally:
+        if args.keep:
+            print(f"\nlogs: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, work: Path) -> int:
+    """Start the servers under `work`, run every round, print the report; the exit status."""
     nvml = FakeNvml.create(build_fake_nvml(work / "nvml-lib"), work / "nvml")
     ollama = OllamaStandIn().start()
     base_env = {
@@ -246,14 +262,22 @@ def main() -> int:
         "baseline": Server(
             "baseline",
             [python, str(ROOT / "bench" / "baseline_app.py")],
-            {**base_env, "WORKER_PORT": str(port := free_port())},
+            {
+                **base_env,
+                "WORKER_PORT": str(port := free_port()),
+                "AGENT_NET_RUNTIME_DIR": str(work / "baseline-runtime"),  # not a new /tmp dir
+            },
             work / "baseline.log",
             port,
         ),
         "worker": Server(
             "worker",
             [python, "-m", "worker"],
-            {**base_env, "WORKER_PORT": str(port := free_port())},
+            {
+                **base_env,
+                "WORKER_PORT": str(port := free_port()),
+                "AGENT_NET_RUNTIME_DIR": str(work / "worker-runtime"),  # not a new /tmp dir
+            },
             work / "worker.log",
             port,
         ),
@@ -345,10 +369,10 @@ def main() -> int:
             server.stop()
         ollama.stop()
     elapsed = time.monotonic() - started
-    print_report(args, results, servers, elapsed, (load_before, os.getloadavg()))
-    if args.keep:
-        print(f"\nlogs: {work}")
-    return 0
+    verdicts = print_report(args, results, servers, elapsed, (load_before, os.getloadavg()))
+    code, line = outcome(verdicts)
+    print(f"\n{line}")
+    return code
 
 
 def print_report(
@@ -357,7 +381,8 @@ def print_report(
     servers: dict[str, Server],
     elapsed: float,
     load_average: tuple[tuple[float, ...], tuple[float, ...]],
-) -> None:
+) -> list[Verdict]:
+    """Print the report; return the verdict on every target."""
     baseline = results["baseline"]
     print()
     print(
@@ -430,24 +455,30 @@ def print_report(
             )
 
     print("\ntargets")
+    verdicts: list[Verdict] = []
     ok = results["ok"]
     rps_ratio = statistics.median(r.rps / b.rps for r, b in zip(ok, baseline, strict=True))
     p99_ratio = statistics.median(r.p99 / b.p99 for r, b in zip(ok, baseline, strict=True))
     _verdict(
+        verdicts,
         f"throughput >= {THROUGHPUT_TARGET:.0%} of baseline",
         rps_ratio >= THROUGHPUT_TARGET,
         f"{rps_ratio:.0%}",
     )
-    _verdict(f"p99 <= {P99_TARGET:g}x baseline", p99_ratio <= P99_TARGET, f"{p99_ratio:.2f}x")
+    _verdict(
+        verdicts, f"p99 <= {P99_TARGET:g}x baseline", p99_ratio <= P99_TARGET, f"{p99_ratio:.2f}x"
+    )
     healthz = results["healthz"]
     rps_vs_healthz = statistics.median(r.rps / h.rps for r, h in zip(ok, healthz, strict=True))
     p99_vs_healthz = statistics.median(r.p99 / h.p99 for r, h in zip(ok, healthz, strict=True))
     _verdict(
+        verdicts,
         f"/gpu-check throughput >= {HEALTHZ_THROUGHPUT_TARGET:.0%} of the same server's /healthz",
         rps_vs_healthz >= HEALTHZ_THROUGHPUT_TARGET,
         f"{rps_vs_healthz:.2f}",
     )
     _verdict(
+        verdicts,
         f"/gpu-check p99 <= {HEALTHZ_P99_TARGET:g}x the same server's /healthz",
         p99_vs_healthz <= HEALTHZ_P99_TARGET,
         f"{p99_vs_healthz:.2f}x",
@@ -460,6 +491,7 @@ def print_report(
         p99_change = statistics.median(p99) - statistics.median(ok_p99)
         within = abs(rps_change) <= noise["rps"] and abs(p99_change) <= noise["p99"]
         _verdict(
+            verdicts,
             f"{LABELS[target]} unchanged",
             within,
             f"req/s ratio {rps_change:+.2f}, p99 ratio {p99_change:+.2f} vs sources ok"
@@ -467,6 +499,7 @@ def print_report(
         )
     worst = max(growths) if growths else 0
     _verdict(
+        verdicts,
         f"no RSS growth (<= {RSS_GROWTH_LIMIT_KIB} KiB per process after round 1)",
         worst <= RSS_GROWTH_LIMIT_KIB and all(g is not None for g in growths),
         f"largest {worst:+d} KiB",
@@ -476,6 +509,7 @@ def print_report(
     failed = sum(r.errors for r in hostile)
     refused = sum(n for r in hostile for status, n in r.statuses.items() if status != 200)
     _verdict(
+        verdicts,
         "normal clients served beside hostile ones (every answer 200, no error or timeout;"
         f" p99 <= {P99_TARGET:g}x baseline)",
         failed == 0 and refused == 0 and summarise(hostile_p99)[0] <= P99_TARGET,
@@ -483,13 +517,20 @@ def print_report(
         f" p99 ratio {summarise(hostile_p99)[0]:.2f}",
     )
     gone = [pid for s in servers.values() for pid in s.rss["start"] if pid not in s.rss["end"]]
-    _verdict("no worker process replaced during the run", not gone, f"replaced: {gone or 'none'}")
+    _verdict(
+        verdicts,
+        "no worker process replaced during the run",
+        not gone,
+        f"replaced: {gone or 'none'}",
+    )
     bad = {s: n for s, n in statuses_of(results).items() if s != 200}
     _verdict(
+        verdicts,
         "every answer 200, no connection error",
         not bad and errors == 0,
         f"others: {bad or 'none'}, errors: {errors}",
     )
+    return verdicts
 
 
 def _failures(runs: list[RunResult]) -> str:
@@ -525,7 +566,28 @@ def _noise(values: list[float]) -> float:
     return max(0.05, (max(values) - min(values)) / 2)
 
 
-def _verdict(what: str, holds: bool, detail: str) -> None:
+@dataclass(frozen=True)
+class Verdict:
+    """One target of the report: whether it holds, and the figures behind that."""
+
+    what: str
+    holds: bool
+    detail: str
+
+
+def outcome(verdicts: list[Verdict]) -> tuple[int, str]:
+    """The exit status and closing line: 0 only when targets were checked and all hold."""
+    missed = [verdict.what for verdict in verdicts if not verdict.holds]
+    if not verdicts:
+        return 1, "bench: FAILED: no target was checked"
+    if missed:
+        names = "; ".join(missed)
+        return 1, f"bench: FAILED: {len(missed)} of {len(verdicts)} targets missed: {names}"
+    return 0, f"bench: OK: all {len(verdicts)} targets hold"
+
+
+def _verdict(verdicts: list[Verdict], what: str, holds: bool, detail: str) -> None:
+    verdicts.append(Verdict(what, holds, detail))
     print(f"  [{'PASS' if holds else 'MISS'}] {what}: {detail}")
 
 

@@ -2,26 +2,30 @@
 # Agent-Net health probe for operators: POST /gpu-check, print the response, and exit 0
 # only when it answers HTTP 200 with "status": "success".
 #
-#   scripts/probe.sh                          # the worker on http://127.0.0.1:$WORKER_PORT
+#   scripts/probe.sh                          # the worker on WORKER_BIND:WORKER_PORT
 #   scripts/probe.sh --url http://host:9876   # another worker
 #   scripts/probe.sh --orchestrator https://127.0.0.1:8935 [--capability agent-net]
 #       # through an orchestrator, as a gateway would: POST <orch>/process/request/gpu-check
 #       # with the base64 JSON `Livepeer` header (self-signed TLS accepted unless --cacert)
 #
+# WORKER_BIND, WORKER_PORT, WORKER_TOKEN and CAPABILITY_NAME come from the environment,
+# else from the .env docker compose reads (next to docker-compose.yml; --env-file FILE).
 # Options: --route R (default gpu-check), --agent-id ID (default probe), --token T
 # (WORKER_TOKEN, direct mode), --timeout S (default 10), --cacert FILE, --quiet.
 # Exit: 0 success; 1 degraded, error or unreachable; 2 usage.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
-url="http://127.0.0.1:${WORKER_PORT:-9876}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+env_file="$(dirname "$here")/.env"
+url=""
 orch=""
-capability="${CAPABILITY_NAME:-agent-net}"
-capability="${capability%%,*}"
+capability=""
 route="gpu-check"
 agent_id="probe"
-token="${WORKER_TOKEN:-}"
+token=""
+token_from=""
 timeout=10
 cacert=""
 quiet=""
@@ -33,7 +37,8 @@ while (( $# )); do
     --capability) capability="${2:?--capability needs a value}"; shift 2 ;;
     --route) route="${2:?--route needs a value}"; shift 2 ;;
     --agent-id) agent_id="${2:?--agent-id needs a value}"; shift 2 ;;
-    --token) token="${2:?--token needs a value}"; shift 2 ;;
+    --token) token="${2:?--token needs a value}"; token_from="--token"; shift 2 ;;
+    --env-file) env_file="${2:?--env-file needs a value}"; shift 2 ;;
     --timeout) timeout="${2:?--timeout needs a value}"; shift 2 ;;
     --cacert) cacert="${2:?--cacert needs a value}"; shift 2 ;;
     --quiet|-q) quiet=1; shift ;;
@@ -45,6 +50,40 @@ done
 for tool in curl python3; do
   command -v "$tool" >/dev/null || { echo "probe: $tool is required" >&2; exit 1; }
 done
+
+# Shell variables win over .env, as in docker compose.
+if ! settings="$(python3 "$here/compose_env.py" "$env_file" \
+    WORKER_BIND WORKER_PORT WORKER_TOKEN CAPABILITY_NAME)"; then
+  echo "probe: fix $env_file (docker compose would refuse it too)" >&2
+  exit 1
+fi
+eval "$settings"
+from_file=()
+for name in WORKER_BIND WORKER_PORT WORKER_TOKEN CAPABILITY_NAME; do
+  source_var="cfg_from_$name"
+  if [[ "${!source_var:-environment}" != "environment" ]]; then from_file+=("$name"); fi
+done
+if [[ -z "$quiet" && ${#from_file[@]} -gt 0 ]]; then
+  echo "probe: ${from_file[*]} from $env_file" >&2
+fi
+if [[ -z "$url" ]]; then
+  host="${cfg_WORKER_BIND:-127.0.0.1}"
+  case "$host" in
+    0.0.0.0|"") host=127.0.0.1 ;;  # published on every address: loopback is one
+    ::|"[::]") host="[::1]" ;;
+    *:*) [[ "$host" == \[* ]] || host="[$host]" ;;  # an IPv6 address
+  esac
+  url="http://${host}:${cfg_WORKER_PORT:-9876}"
+fi
+if [[ -z "$capability" ]]; then
+  capability="${cfg_CAPABILITY_NAME:-agent-net}"
+  capability="${capability%%,*}"
+  capability="${capability:-agent-net}"
+fi
+if [[ -z "$token_from" && -n "${cfg_WORKER_TOKEN:-}" ]]; then
+  token="$cfg_WORKER_TOKEN"
+  token_from="WORKER_TOKEN in ${cfg_from_WORKER_TOKEN/#environment/the environment}"
+fi
 
 body="$(python3 -c 'import json, sys; print(json.dumps({"agent_id": sys.argv[1]}))' "$agent_id")"
 curl_args=(--silent --show-error --max-time "$timeout" -X POST
@@ -106,4 +145,13 @@ if [[ "$code" == "200" && "$status" == "success" ]]; then
 fi
 echo "probe: FAILED: $target answered HTTP $code, status=$status" >&2
 if [[ "$verdict" == *$'\n'* ]]; then sed 's/^/  /' <<<"${verdict#*$'\n'}" >&2; fi
+if [[ "$code" == "401" && -z "$orch" ]]; then
+  if [[ -z "$token_from" ]]; then
+    echo "probe: the worker requires a token: set WORKER_TOKEN (in $env_file or in the" \
+      "environment) to the worker's WORKER_TOKEN, or pass --token" >&2
+  else
+    echo "probe: the worker refused the token from $token_from: it must equal the" \
+      "worker's WORKER_TOKEN (a changed .env takes effect with docker compose up -d)" >&2
+  fi
+fi
 exit 1

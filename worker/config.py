@@ -62,11 +62,27 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _refuse_missing_scheme(variable: str, values: list[str], scheme: str) -> None:
+    """Raise ValueError naming each of `values` without a scheme, and `variable` written right.
+
+    The worker never guesses http:// for a bare host:port (Ollama's own OLLAMA_HOST does):
+    a guess hides a TLS orchestrator behind a plain-HTTP error.
+    """
+    values = [value.strip() for value in values]
+    bare = [value for value in values if "://" not in value]
+    if not bare:
+        return
+    fixed = ",".join(value if "://" in value else f"{scheme}://{value}" for value in values)
+    raise ValueError(
+        f"{', '.join(repr(value) for value in bare)} {'has' if len(bare) == 1 else 'have'}"
+        " no scheme (http:// or https://);"
+        f" write it in full, e.g. {variable}={fixed}"
+    )
+
+
 def _normalise_http_url(value: str, *, default_port: int | None = None) -> str:
     """Return `value` as scheme://host[:port] without a trailing slash, or raise ValueError."""
-    raw = value.strip()
-    if "://" not in raw:
-        raw = f"http://{raw}"
+    raw = value.strip()  # _refuse_missing_scheme has seen it: it has a scheme
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"scheme must be http or https, not {parts.scheme!r}")
@@ -165,6 +181,7 @@ class Settings(BaseModel):
     @field_validator("orch_urls")
     @classmethod
     def _check_orch_urls(cls, urls: list[str]) -> list[str]:
+        _refuse_missing_scheme("ORCH_URL", urls, "https")  # go-livepeer serves TLS
         normalised = [_normalise_http_url(url) for url in urls]
         if len(set(normalised)) != len(normalised):
             raise ValueError("the same orchestrator is listed twice")
@@ -188,12 +205,16 @@ class Settings(BaseModel):
     @field_validator("ollama_host")
     @classmethod
     def _check_ollama_host(cls, value: str) -> str:
+        _refuse_missing_scheme("OLLAMA_HOST", [value], "http")
         return _normalise_http_url(value, default_port=11434)
 
     @field_validator("capability_url")
     @classmethod
     def _check_capability_url(cls, value: str | None) -> str | None:
-        return None if value is None else _normalise_http_url(value)
+        if value is None:
+            return None
+        _refuse_missing_scheme("CAPABILITY_URL", [value], "http")
+        return _normalise_http_url(value)
 
     @field_validator("capability_currency")
     @classmethod
@@ -325,7 +346,12 @@ def _describe(exc: ValidationError) -> str:
             continue
         variable = location[0]
         shown = error.get("input")
-        if variable not in SECRET_VARIABLES and isinstance(shown, str) and len(shown) <= 200:
+        if (
+            variable not in SECRET_VARIABLES
+            and isinstance(shown, str)
+            and len(shown) <= 200
+            and repr(shown.strip()) not in message  # the message quotes it already
+        ):
             message = f"{message} (got {shown!r})"
         lines.append(f"  {variable}: {message}")
     count = len(lines)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -107,7 +108,12 @@ class WorkerProcess:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        self.env.pop("AGENT_NET_RUNTIME_DIR", None)
+        # Under the test's own directory: a worker killed with SIGKILL cannot remove the
+        # agent-net-* directory `python -m worker` otherwise makes in the temp directory.
+        # AGENT_NET_RUNTIME_DIR="" in `env`: the worker makes (and removes) its own.
+        if "AGENT_NET_RUNTIME_DIR" not in env:
+            runtime_dir = tempfile.mkdtemp(prefix="runtime-", dir=log_path.parent)
+            self.env["AGENT_NET_RUNTIME_DIR"] = runtime_dir
         if ld_library_path is not None:
             self.env["LD_LIBRARY_PATH"] = str(ld_library_path)
         else:

@@ -1923,37 +1923,41 @@ def main(argv: list[str] | None = None) -> int:
     if not secret_value:
         parser.error("no secret: pass --secret or set the variable --secret-env names")
     pair = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    if args.self_signed:
-        directory = args.cert_dir or Path(tempfile.mkdtemp(prefix="standin-tls-"))
+    with contextlib.ExitStack() as cleanup:
+        if args.self_signed:
+            # Without --cert-dir, a temporary directory removed when the stand-in stops.
+            directory = args.cert_dir or Path(
+                cleanup.enter_context(tempfile.TemporaryDirectory(prefix="standin-tls-"))
+            )
+            try:
+                pair = make_self_signed_cert(directory, tuple(args.cert_name))
+            except (RuntimeError, subprocess.CalledProcessError) as exc:
+                parser.error(f"cannot make a self-signed certificate: {exc}")
+            log.info("self_signed_certificate cert=%s", pair[0])
+        orchestrator = StandinOrchestrator(
+            secret_value,
+            args.host,
+            args.port,
+            pair,
+            live_runners=args.live_runners,
+            heartbeat_interval=args.heartbeat_interval,
+            heartbeat_ttl=args.heartbeat_ttl,
+            service_uri=args.service_uri,
+            live_runner_addr=args.live_runner_addr,
+            onchain=args.onchain,
+            usd_per_eth=args.usd_per_eth,
+        )
+        signal.signal(
+            signal.SIGTERM,
+            lambda *_: threading.Thread(target=orchestrator._server.shutdown, daemon=True).start(),
+        )
+        log.info("listening url=%s (%s:%d)", orchestrator.url, args.host, orchestrator.port)
         try:
-            pair = make_self_signed_cert(directory, tuple(args.cert_name))
-        except (RuntimeError, subprocess.CalledProcessError) as exc:
-            parser.error(f"cannot make a self-signed certificate: {exc}")
-        log.info("self_signed_certificate cert=%s", pair[0])
-    orchestrator = StandinOrchestrator(
-        secret_value,
-        args.host,
-        args.port,
-        pair,
-        live_runners=args.live_runners,
-        heartbeat_interval=args.heartbeat_interval,
-        heartbeat_ttl=args.heartbeat_ttl,
-        service_uri=args.service_uri,
-        live_runner_addr=args.live_runner_addr,
-        onchain=args.onchain,
-        usd_per_eth=args.usd_per_eth,
-    )
-    signal.signal(
-        signal.SIGTERM,
-        lambda *_: threading.Thread(target=orchestrator._server.shutdown, daemon=True).start(),
-    )
-    log.info("listening url=%s (%s:%d)", orchestrator.url, args.host, orchestrator.port)
-    try:
-        orchestrator.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        orchestrator._server.server_close()
+            orchestrator.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            orchestrator._server.server_close()
     log.info("stopped")
     return 0
 

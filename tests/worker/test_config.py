@@ -134,11 +134,53 @@ def test_fixed_price_currencies_are_accepted(currency: str) -> None:
 
 
 def test_ollama_host_forms_are_normalised() -> None:
-    assert load_settings({"OLLAMA_HOST": "ollama"}).ollama_host == "http://ollama:11434"
-    assert load_settings({"OLLAMA_HOST": "10.0.0.5:8080"}).ollama_host == "http://10.0.0.5:8080"
+    assert load_settings({"OLLAMA_HOST": "http://ollama"}).ollama_host == "http://ollama:11434"
+    assert load_settings({"OLLAMA_HOST": " http://10.0.0.5:8080/ "}).ollama_host == (
+        "http://10.0.0.5:8080"
+    )
     assert load_settings({"OLLAMA_HOST": "https://o.example/"}).ollama_host == (
         "https://o.example:11434"
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        (
+            {"ORCH_URL": "orchestrator:8935", "ORCH_SECRET": "s"},
+            "  ORCH_URL: 'orchestrator:8935' has no scheme (http:// or https://); write it in"
+            " full, e.g. ORCH_URL=https://orchestrator:8935",
+        ),
+        (
+            {"ORCH_URL": "https://a:8935, b:8935,c", "ORCH_SECRET": "s"},
+            "  ORCH_URL: 'b:8935', 'c' have no scheme (http:// or https://); write it in full,"
+            " e.g. ORCH_URL=https://a:8935,https://b:8935,https://c (got 'https://a:8935,"
+            " b:8935,c')",
+        ),
+        (
+            # Ollama's own server accepts this form; the worker does not guess a scheme.
+            {"OLLAMA_HOST": "0.0.0.0:11434"},
+            "  OLLAMA_HOST: '0.0.0.0:11434' has no scheme (http:// or https://); write it in"
+            " full, e.g. OLLAMA_HOST=http://0.0.0.0:11434",
+        ),
+        (
+            {"OLLAMA_HOST": "ollama"},
+            "  OLLAMA_HOST: 'ollama' has no scheme (http:// or https://); write it in full,"
+            " e.g. OLLAMA_HOST=http://ollama",
+        ),
+        (
+            {"CAPABILITY_URL": "worker:9876"},
+            "  CAPABILITY_URL: 'worker:9876' has no scheme (http:// or https://); write it in"
+            " full, e.g. CAPABILITY_URL=http://worker:9876",
+        ),
+    ],
+)
+def test_a_url_without_scheme_is_refused_with_the_fix(environ: dict[str, str], line: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    assert str(caught.value).splitlines() == ["invalid configuration (1 problem):", line]
+    fixed = line.rsplit("e.g. ", 1)[1].split(" ")[0].split("=", 1)
+    assert load_settings({**environ, fixed[0]: fixed[1]})  # the example given is accepted
 
 
 def test_secrets_and_tls_from_files(tmp_path: Path) -> None:
@@ -181,3 +223,20 @@ def test_python_m_worker_refuses_bad_settings_with_exit_2() -> None:
     assert result.stderr.startswith("agent-net: invalid configuration (2 problems):")
     assert "WORKER_PORT" in result.stderr and "OLLAMA_TIMEOUT_SECONDS" in result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_python_m_worker_refuses_an_orch_url_without_scheme() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "ORCH_SECRET": "s", "ORCH_URL": "orchestrator:8935"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "agent-net: invalid configuration (1 problem):\n"
+        "  ORCH_URL: 'orchestrator:8935' has no scheme (http:// or https://); write it in full,"
+        " e.g. ORCH_URL=https://orchestrator:8935\n"
+    )

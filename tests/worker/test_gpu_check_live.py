@@ -265,7 +265,8 @@ def test_runtime_dir_survives_a_gunicorn_worker_exiting(start_worker, ollama) ->
 
     from tests.helpers.processes import http
 
-    worker = start_worker({"OLLAMA_HOST": ollama.url})
+    # "": no directory given, so the worker makes its own (and must remove it).
+    worker = start_worker({"OLLAMA_HOST": ollama.url, "AGENT_NET_RUNTIME_DIR": ""})
     runtime_dir = next(
         line.split("runtime_dir=")[1].split()[0]
         for line in worker.logs().splitlines()
