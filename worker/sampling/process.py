@@ -80,8 +80,7 @@ def run(settings: Settings, runtime_dir: Path, stopping: Callable[[], bool], par
     sampler = Sampler(settings, runtime_dir)
     sampler.start()
     log.info(
-        "sampler_started pid=%d interval=%g nvml_timeout=%g ollama_timeout=%g",
-        os.getpid(),
+        "sampling_started interval=%g nvml_timeout=%g ollama_timeout=%g",
         settings.sample_interval_seconds,
         settings.nvml_timeout_seconds,
         settings.ollama_timeout_seconds,
