@@ -380,3 +380,31 @@ def test_an_expired_runner_bootstraps_again_with_a_fresh_id(
     assert fixture.keeper.runner_id not in (None, old)
     statuses = [h["status"] for h in orch.heartbeats()]
     assert statuses[:2] == [200, 404] and statuses[-1] == 200
+
+
+def test_a_wrong_secret_is_an_error_retried_slowly_and_never_shown(
+    standin: Standin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    orch = standin(live_runners=True)
+    fixture = Fixture(orch, tmp_path, secret="not-the-secret", slow_retry=45.0)
+    with caplog.at_level(logging.INFO, logger="agent_net.registration"):
+        assert fixture.keeper.attempt() == 45.0
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "live_runner_auth_rejected" in record.getMessage()
+    assert "ORCH_SECRET" in record.getMessage()
+    [state] = read_live_runner_state(tmp_path)
+    assert state["supported"] is True and state["registered"] is False
+    assert "not-the-secret" not in caplog.text + json.dumps(state)
+
+
+def test_a_refused_heartbeat_body_is_an_error_retried_slowly(
+    standin: Standin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    orch = standin(live_runners=True)
+    fixture = Fixture(orch, tmp_path, slow_retry=45.0)
+    fixture.keeper.attempt()
+    body = {key: value for key, value in _body("").items() if key != "runner_id"}
+    fixture.keeper.build = lambda: Beat({**body, "app": " padded "}, Readiness("ready", None))
+    with caplog.at_level(logging.INFO, logger="agent_net.registration"):
+        assert fixture.keeper.attempt() == 45.0
+    assert "live_runner_rejected" in caplog.text and "app must be trimmed" in caplog.text

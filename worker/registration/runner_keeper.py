@@ -24,6 +24,7 @@ from worker.registration.live_runner import (
     LiveRunnerClient,
     LiveRunnerError,
     NotSupported,
+    Refused,
     Unauthorized,
     new_runner_id,
 )
@@ -226,9 +227,9 @@ class RunnerKeeper:
     def _failed(self, exc: LiveRunnerError, *, bootstrap: bool) -> float:
         self.failures += 1
         error = str(exc)
-        supported: bool | None = True
+        known: dict[str, bool] = {"supported": True} if isinstance(exc, Refused) else {}
         if isinstance(exc, NotSupported):
-            supported = False
+            known = {"supported": False}
             self._secret, self.runner_id, self.status_sent = None, None, None
             delay = self.slow_retry
             error = f"{error} ({UNSUPPORTED_HINT})"
@@ -249,7 +250,7 @@ class RunnerKeeper:
                 log_value(AUTH_HINT),
                 delay,
             )
-        elif isinstance(exc, Invalid | Forgotten) and bootstrap:
+        elif isinstance(exc, Invalid) or (isinstance(exc, Forgotten) and bootstrap):
             # 400: the body is refused; 404 to a fresh id cannot last: retry, slowly for 400.
             delay = self.slow_retry if isinstance(exc, Invalid) else self.interval
             log.error(
@@ -272,9 +273,9 @@ class RunnerKeeper:
             self.index,
             registered=registered,
             runner_id=self.runner_id,
-            supported=supported,
             last_error=error,
             consecutive_failures=self.failures,
+            **known,
         )
         return delay
 
