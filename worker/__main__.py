@@ -49,6 +49,12 @@ def main() -> int:
         print(f"agent-net: {error}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    if settings.job_token is None:
+        # Without a token the live-runner route prefix is random per start; the HTTP
+        # workers (forked) and the registrar (spawned) inherit it from here.
+        from worker.registration.runners import PREFIX_VARIABLE, new_route_prefix
+
+        os.environ[PREFIX_VARIABLE] = new_route_prefix()
     return serve(settings)
 
 

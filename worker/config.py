@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -33,7 +34,9 @@ INT64_MAX = 2**63 - 1
 CAPABILITY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # .env.example ships ORCH_SECRET=replace-me-...; going live with it must not be possible.
 PLACEHOLDER_PREFIX = "replace-me"
-RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics"})
+RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "lr"})
+REGISTRATION_PROTOCOLS = ("byoc", "live-runner", "both")
+LIVE_RUNNER_PRICE_UNITS = ("hour", "fixed")
 
 
 class ConfigError(Exception):
@@ -152,6 +155,18 @@ class Settings(BaseModel):
     orch_ca_bundle: Path | None = Field(None, alias="ORCH_CA_BUNDLE")
     orch_tls_verify: bool | None = Field(None, alias="ORCH_TLS_VERIFY")
 
+    # --- go-livepeer live runners (v0.9.0+), docs/live-runner.md ------------------------
+    registration_protocol: Literal["byoc", "live-runner", "both"] = Field(
+        "both", alias="REGISTRATION_PROTOCOL"
+    )
+    live_runner_gpu_index: int = Field(0, alias="LIVE_RUNNER_GPU_INDEX", ge=0, le=1023)
+    live_runner_price_usd_per_hour: Decimal = Field(
+        Decimal(0), alias="LIVE_RUNNER_PRICE_USD_PER_HOUR", ge=0, le=10**9
+    )
+    live_runner_prices: dict[str, Decimal] = Field(default_factory=dict, alias="LIVE_RUNNER_PRICES")
+    live_runner_price_unit: Literal["hour", "fixed"] = Field("hour", alias="LIVE_RUNNER_PRICE_UNIT")
+    live_runner_onchain: bool = Field(False, alias="LIVE_RUNNER_ONCHAIN")
+
     # --- Validators ----------------------------------------------------------------------
     @field_validator(
         "orch_secret",
@@ -166,6 +181,31 @@ class Settings(BaseModel):
     @classmethod
     def _empty_means_unset(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("registration_protocol", "live_runner_price_unit", mode="before")
+    @classmethod
+    def _lower_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("live_runner_price_usd_per_hour", mode="before")
+    @classmethod
+    def _blank_price_is_zero(cls, value: Any) -> Any:
+        return "0" if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("live_runner_prices", mode="before")
+    @classmethod
+    def _parse_live_runner_prices(cls, value: Any) -> Any:
+        """`gpu-check=0.5,other=2`: a price per capability, overriding the default."""
+        if not isinstance(value, str):
+            return value
+        prices: dict[str, Decimal] = {}
+        for item in _split_list(value):
+            name, sep, amount = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ValueError(f"{item!r} is not capability=price")
+            prices[name] = _decimal_price(amount)
+        return prices
 
     @field_validator("orch_urls", mode="before")
     @classmethod
@@ -270,6 +310,23 @@ class Settings(BaseModel):
             raise ValueError("ORCH_SECRET and ORCH_SECRET_FILE: set one, not both")
         if self.worker_token is not None and self.worker_token_file is not None:
             raise ValueError("WORKER_TOKEN and WORKER_TOKEN_FILE: set one, not both")
+        from worker.registration.runners import runner_capabilities
+
+        known = {spec.name for spec in runner_capabilities(self)}
+        unknown = sorted(set(self.live_runner_prices) - known)
+        if unknown:
+            raise ValueError(
+                f"LIVE_RUNNER_PRICES: {', '.join(unknown)} is not a live-runner capability"
+                f" (known: {', '.join(sorted(known))})"
+            )
+        if self.live_runner_onchain and self.uses_live_runners:
+            free = [spec.name for spec in runner_capabilities(self) if spec.price <= 0]
+            if free:
+                raise ValueError(
+                    "LIVE_RUNNER_ONCHAIN: an on-chain orchestrator refuses a live runner without"
+                    f" a positive price; set LIVE_RUNNER_PRICE_USD_PER_HOUR (or LIVE_RUNNER_PRICES)"
+                    f" for {', '.join(free)}"
+                )
         return self
 
     # --- Derived values --------------------------------------------------------------------
@@ -306,6 +363,16 @@ class Settings(BaseModel):
         return self.capability_url or f"http://{socket.gethostname()}:{self.worker_port}"
 
     @property
+    def uses_byoc(self) -> bool:
+        """True when REGISTRATION_PROTOCOL registers BYOC capabilities (byoc or both)."""
+        return self.registration_protocol in ("byoc", "both")
+
+    @property
+    def uses_live_runners(self) -> bool:
+        """True when REGISTRATION_PROTOCOL heartbeats live runners (live-runner or both)."""
+        return self.registration_protocol in ("live-runner", "both")
+
+    @property
     def tls_verify(self) -> bool | str:
         """The `verify` argument for requests: a CA bundle path, True or False."""
         if self.orch_ca_bundle is not None and self.orch_tls_verify is not False:
@@ -316,6 +383,17 @@ class Settings(BaseModel):
     def stale_after_seconds(self) -> float:
         """Age beyond which a source's last reading is reported as stale."""
         return max(3 * self.sample_interval_seconds, 2.0)
+
+
+def _decimal_price(text: str) -> Decimal:
+    """A non-negative decimal USD amount, or ValueError."""
+    try:
+        price = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"{text.strip()!r} is not a decimal price") from None
+    if not price.is_finite() or price < 0 or price > 10**9:
+        raise ValueError(f"{text.strip()!r} must be a price from 0 to 1e9")
+    return price
 
 
 def _read_secret_file(path: Path | None) -> SecretStr | None:

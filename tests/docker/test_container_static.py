@@ -51,6 +51,12 @@ REQUIRED_VARIABLES = (
     "ORCH_CA_BUNDLE",
     "ORCH_TLS_VERIFY",
     "WORKER_BIND",
+    "REGISTRATION_PROTOCOL",
+    "LIVE_RUNNER_GPU_INDEX",
+    "LIVE_RUNNER_PRICE_USD_PER_HOUR",
+    "LIVE_RUNNER_PRICES",
+    "LIVE_RUNNER_PRICE_UNIT",
+    "LIVE_RUNNER_ONCHAIN",
 )
 
 
@@ -188,6 +194,32 @@ def test_main_stack_wiring() -> None:
     config_mount = next(v for v in orch["volumes"] if v["target"] == "/config")
     assert config_mount["read_only"] is True
     assert config_mount["source"] == str(ROOT / "orchestrator_config")
+
+
+def test_live_runners_are_on_and_each_side_reaches_the_other() -> None:
+    """The orchestrator runs with live runners; the worker heartbeats to ORCH_URL and the
+    orchestrator proxies to CAPABILITY_URL, both compose service names on one network."""
+    from urllib.parse import urlsplit
+
+    from payments.config_files import read_config_file
+
+    model = resolved(MAIN)
+    worker, orch = model["services"]["worker"], model["services"]["orchestrator"]
+    env = worker["environment"]
+    assert env["REGISTRATION_PROTOCOL"] == "both"
+    assert env["LIVE_RUNNER_ONCHAIN"] == "false"
+    config = read_config_file(ROOT / "orchestrator_config" / "orchestrator.conf")
+    assert config.get("useLiveRunners").value == "true"
+    network = config.get("network").value
+    assert (network == "offchain") == (env["LIVE_RUNNER_ONCHAIN"] == "false")
+    runner_addr = urlsplit(config.get("liveRunnerAddr").value)
+    assert runner_addr.scheme == "https" and runner_addr.hostname == "orchestrator"
+    assert runner_addr.port == 8935 == int(config.get("serviceAddr").value.split(":")[1])
+    assert "orchestrator" in model["services"] and "worker" in model["services"]
+    assert urlsplit(env["CAPABILITY_URL"]).hostname == "worker"  # the worker service name
+    assert urlsplit(env["ORCH_URL"]).hostname == "orchestrator"
+    assert worker.get("networks", {}).keys() == orch.get("networks", {}).keys()
+    assert "LP_ORCHSECRET" in orch["environment"]  # -useLiveRunners requires -orchSecret
 
 
 def test_worker_bind_and_port_follow_env(tmp_path: Path) -> None:

@@ -340,6 +340,33 @@ def test_registers_and_a_job_through_the_orchestrator_reaches_the_worker(stack: 
     assert stack.orchestrator_view()["counts"].get("jobs", 0) == before + 1
 
 
+def test_the_live_runner_is_in_discovery_and_answers_through_the_orchestrator(
+    stack: Stack,
+) -> None:
+    """orchestrator.conf turns live runners on: the worker's GPU-check runner is listed
+    in GET /discovery with the stand-in's GPU, and /apps/<id>/app/gpu-check reaches it."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def runner() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"{stack.orch_url}/discovery", timeout=5, context=ctx) as r:
+            [entry] = json.loads(r.read())
+        found = [x for x in entry.get("runners", []) if x["app"] == "agent-net/gpu-check"]
+        return found[0] if found else None
+
+    entry = wait_until(runner, 60, "the live runner in the orchestrator's discovery")
+    assert entry["gpu"]["name"] in STANDIN_GPUS and entry["mode"] == "single-shot"
+    path = entry["url"].split("://", 1)[1].split("/", 1)[1]  # apps/<id>/app
+    req = urllib.request.Request(
+        f"{stack.orch_url}/{path}/gpu-check",
+        data=json.dumps({"agent_id": "live-runner"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["agent_id"] == "live-runner"
+
+
 def test_registers_again_after_an_orchestrator_restart(stack: Stack) -> None:
     first_start = stack.orchestrator_view()["started_at"]
     stack.compose("restart", "orchestrator")

@@ -14,12 +14,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from worker.config import Settings
 from worker.http.capacity import SlotLimiter
 from worker.http.document import ReportBuilder
-from worker.http.errors import ApiError, install_error_handlers, read_body
+from worker.http.errors import LOGGED_PATH_KEY, ApiError, install_error_handlers, read_body
 from worker.http.metrics import instrument
-from worker.registration.state import read_registration_state
+from worker.registration.runners import ROUTE_ROOT, route_prefix
+from worker.registration.state import read_live_runner_state, read_registration_state
 from worker.sampling.published import Readings
 
 MAX_AGENT_ID_CHARS = 128
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def parse_job_body(raw: bytes) -> str:
@@ -53,6 +55,15 @@ def _bearer_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(credentials.strip().encode(), token.encode())
 
 
+def _with_age(entry: dict[str, object]) -> dict[str, object]:
+    """A live runner's state with the age of its last accepted heartbeat, as of now."""
+    last = entry.get("last_heartbeat")
+    age = None
+    if isinstance(last, int | float) and not isinstance(last, bool):
+        age = round(max(0.0, time.time() - last), 3)
+    return {**entry, "last_heartbeat_age_seconds": age}
+
+
 def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None = None) -> Flask:
     """Build the Flask app over the readings the sampler publishes in `runtime_dir`."""
     if readings is None:
@@ -77,6 +88,9 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
                 "a valid Authorization: Bearer token is required",
                 {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
+        return run_job()
+
+    def run_job() -> Response:
         # The body first: a client still sending one (slowly, maybe on purpose) holds a
         # connection, not one of the capacity slots that running jobs are counted in.
         body = read_body()
@@ -96,6 +110,35 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
     for route in settings.job_routes:
         app.add_url_rule(f"/{route}", endpoint=f"job:{route}", view_func=job, methods=["POST"])
 
+    # Live runners: go-livepeer proxies /apps/<id>/app/<path> to <runner_url>/<path>
+    # without a bearer token; runner_url ends in /lr/<prefix>, and the secret prefix is
+    # the credential. Every path under /lr/ is answered here, so a wrong prefix or path
+    # gets the same 404 and no answer or log line ever shows a path under /lr/.
+    prefix = route_prefix(settings)
+    runner_views = {route: run_job for route in settings.job_routes}
+
+    def live_runner(rest: str = "") -> Response:
+        given, _, path = rest.partition("/")
+        request.environ[LOGGED_PATH_KEY] = f"/{ROUTE_ROOT}/***"
+        view = runner_views.get(path)
+        known = prefix is not None and hmac.compare_digest(given.encode(), prefix.encode())
+        if not known or view is None:
+            raise ApiError(404, "not_found", "no such route")
+        if request.method != "POST":
+            raise ApiError(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+        return view()
+
+    for rule in (f"/{ROUTE_ROOT}", f"/{ROUTE_ROOT}/", f"/{ROUTE_ROOT}/<path:rest>"):
+        app.add_url_rule(
+            rule,
+            endpoint=f"live_runner:{rule}",
+            view_func=live_runner,
+            methods=ALL_METHODS,
+            provide_automatic_options=False,
+            strict_slashes=False,
+            merge_slashes=False,
+        )
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify(status="alive", pid=os.getpid(), timestamp=time.time())
@@ -110,6 +153,7 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
             sampler={"running": running, "pid": pid},
             sources={view.name: view.as_dict() for view in readings.views()},
             registration=read_registration_state(runtime_dir),
+            live_runners=[_with_age(entry) for entry in read_live_runner_state(runtime_dir)],
         )
         response.status_code = 200 if ready else 503
         return response

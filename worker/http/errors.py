@@ -15,6 +15,9 @@ from werkzeug.exceptions import HTTPException
 # Read and dropped after a too-large body before answering 413: closing a socket with
 # unread input makes the kernel send a reset, which can destroy the answer in flight.
 DRAIN_LIMIT_BYTES = 1024 * 1024
+# A route that must not show its path (the live-runner routes' secret prefix) puts the
+# path to log here, in the WSGI environ.
+LOGGED_PATH_KEY = "agent_net.logged_path"
 log = logging.getLogger("agent_net.http")
 
 
@@ -27,6 +30,11 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
+
+
+def logged_path() -> str:
+    """The request path as log lines may show it."""
+    return str(request.environ.get(LOGGED_PATH_KEY, request.path))
 
 
 def error_response(status: int, code: str, detail: str) -> Response:
@@ -75,7 +83,7 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
         log.info(
             "request_rejected method=%s path=%s status=%d error=%s",
             request.method,
-            request.path,
+            logged_path(),
             error.status,
             error.code,
         )
@@ -92,14 +100,14 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
             413: "body_too_large",
         }.get(status, (error.name or "error").lower().replace(" ", "_"))
         detail = {
-            404: f"no route {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
+            404: f"no route {logged_path()}",
+            405: f"{request.method} is not allowed on {logged_path()}",
             413: f"request body is larger than {max_body_bytes} bytes",
         }.get(status, error.description or error.name)
         log.info(
             "request_rejected method=%s path=%s status=%d error=%s",
             request.method,
-            request.path,
+            logged_path(),
             status,
             code,
         )
@@ -115,7 +123,7 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
         log.error(
             "request_failed method=%s path=%s error=%s",
             request.method,
-            request.path,
+            logged_path(),
             type(error).__name__,
         )
         return error_response(500, "internal_error", "the worker failed to answer this request")

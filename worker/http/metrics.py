@@ -27,7 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from worker.registration.state import read_registration_state
+from worker.registration.state import read_live_runner_state, read_registration_state
 from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReport
 
@@ -55,6 +55,7 @@ LATENCY_BUCKETS = (
 SOURCE_STATUSES = ("ok", "stale", "unavailable", "pending")
 GPU_LABELS = ("gpu", "uuid", "name")
 REGISTRATION_LABELS = ("orchestrator", "capability")
+LIVE_RUNNER_LABELS = ("orchestrator", "capability")
 
 # Used directly only in single-process mode; in multiprocess mode the values go to files.
 _REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
@@ -235,6 +236,59 @@ def registration_metrics(states: Iterable[Mapping[str, Any]]) -> Iterator[Metric
     yield from _with_samples(registered, last_success, last_attempt, failures)
 
 
+def live_runner_metrics(
+    runners: Iterable[Mapping[str, Any]], now: float | None = None
+) -> Iterator[Metric]:
+    """The registrar's live runners per orchestrator and capability, from its state file."""
+    now = time.time() if now is None else now
+    registered = _gauge(
+        "agent_net_live_runner_registered",
+        "1 while the live runner holds a heartbeat secret from the orchestrator, else 0.",
+        LIVE_RUNNER_LABELS,
+    )
+    ready = _gauge(
+        "agent_net_live_runner_ready",
+        "1 when the last heartbeat accepted said status ready, else 0.",
+        LIVE_RUNNER_LABELS,
+    )
+    info = _gauge(
+        "agent_net_live_runner_info",
+        "The live runner's current id and the status it last sent (always 1).",
+        (*LIVE_RUNNER_LABELS, "runner_id", "status"),
+    )
+    last = _gauge(
+        "agent_net_live_runner_last_heartbeat_timestamp_seconds",
+        "Unix time of the last heartbeat the orchestrator accepted.",
+        LIVE_RUNNER_LABELS,
+    )
+    age = _gauge(
+        "agent_net_live_runner_heartbeat_age_seconds",
+        "Seconds since the last heartbeat the orchestrator accepted.",
+        LIVE_RUNNER_LABELS,
+    )
+    failures = _gauge(
+        "agent_net_live_runner_consecutive_failures",
+        "Heartbeats or bootstraps that failed since the last success.",
+        LIVE_RUNNER_LABELS,
+    )
+    for runner in runners:
+        labels = [_label(runner.get("orchestrator")), _label(runner.get("capability"))]
+        is_registered = runner.get("registered") is True
+        registered.add_metric(labels, 1.0 if is_registered else 0.0)
+        status = runner.get("status_sent")
+        ready.add_metric(labels, 1.0 if is_registered and status == "ready" else 0.0)
+        if is_registered and runner.get("runner_id"):
+            info.add_metric([*labels, _label(runner.get("runner_id")), _label(status)], 1.0)
+        stamp = runner.get("last_heartbeat")
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            last.add_metric(labels, float(stamp))
+            age.add_metric(labels, max(0.0, now - float(stamp)))
+        count = runner.get("consecutive_failures")
+        if isinstance(count, int) and not isinstance(count, bool):
+            failures.add_metric(labels, float(count))
+    yield from _with_samples(registered, ready, info, last, age, failures)
+
+
 class ReadingsCollector:
     """Collects the published readings and the registration state per scrape."""
 
@@ -248,6 +302,7 @@ class ReadingsCollector:
         yield from ollama_metrics(ollama_view)
         yield from source_metrics((gpu_view, ollama_view))
         yield from registration_metrics(read_registration_state(self._runtime_dir))
+        yield from live_runner_metrics(read_live_runner_state(self._runtime_dir))
 
 
 def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:

@@ -2,9 +2,10 @@
 
 The gunicorn master spawns `python -m worker.registration` once the server listens
 (worker/supervisor.py) and restarts it if it dies. It waits until the worker answers
-`/healthz`, then runs one `Keeper` thread per orchestrator. On SIGTERM or SIGINT, or when
-its parent dies, it unregisters from every orchestrator in parallel and exits. Each
-orchestrator's state goes to `<runtime_dir>/registration.json` for `/readyz`.
+`/healthz`, then runs, per REGISTRATION_PROTOCOL, one BYOC `Keeper` thread per
+orchestrator and one live-runner `RunnerKeeper` thread per (orchestrator, runner
+capability). On SIGTERM or SIGINT, or when its parent dies, it unregisters everything in
+parallel and exits. The state goes to `<runtime_dir>/registration.json` for `/readyz`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,18 @@ from worker.registration.keeper import (
     Keeper,
     log_value,
 )
-from worker.registration.state import OrchestratorState, StateFile
+from worker.registration.live_runner import LiveRunnerClient
+from worker.registration.runner_beat import BeatBuilder
+from worker.registration.runner_keeper import OnceFlag, RunnerKeeper
+from worker.registration.runners import (
+    route_prefix,
+    runner_capabilities,
+    runner_url,
+    shown_runner_url,
+)
+from worker.registration.state import LiveRunnerState, OrchestratorState, StateFile
 from worker.runtime import PARENT_VARIABLE, runtime_dir_from_env
+from worker.sampling.published import Readings
 
 log = logging.getLogger("agent_net.registration")
 PARENT_POLL_SECONDS = 0.5
@@ -75,11 +86,28 @@ def run(
     if not targets or secret is None:
         log.info('registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"')
         return 0
+    byoc_targets = targets if settings.uses_byoc else []
+    runner_specs = runner_capabilities(settings) if settings.uses_live_runners else []
+    prefix = route_prefix(settings) if runner_specs else None
+    if runner_specs and prefix is None:
+        log.error(
+            "live_runners_disabled reason=%s",
+            log_value(
+                "no runner route prefix: set WORKER_TOKEN, or start the registrar through"
+                " `python -m worker`, which makes one"
+            ),
+        )
+        runner_specs = []
+    pairs = [(target, spec) for target in targets for spec in runner_specs]
     state = StateFile(
         runtime_dir,
         [
             OrchestratorState(orchestrator=target.url, capability=target.capability_name)
-            for target in targets
+            for target in byoc_targets
+        ],
+        [
+            LiveRunnerState(orchestrator=target.url, capability=spec.name, app=spec.app)
+            for target, spec in pairs
         ],
     )
     verify = settings.tls_verify
@@ -93,7 +121,7 @@ def run(
                 " to their certificate (or CA) to verify them"
             ),
         )
-    keepers = [
+    keepers: list[Keeper | RunnerKeeper] = [
         Keeper(
             index,
             OrchestratorClient(target.url, secret.get_secret_value(), verify=verify),
@@ -102,8 +130,27 @@ def run(
             stopping,
             interval=settings.register_interval_seconds,
         )
-        for index, target in enumerate(targets)
+        for index, target in enumerate(byoc_targets)
     ]
+    if pairs and prefix is not None:
+        notices = {target.url: OnceFlag() for target in targets}
+        url = runner_url(settings, prefix)
+        for index, (target, spec) in enumerate(pairs):
+            readings = Readings(runtime_dir, stale_after=settings.stale_after_seconds)
+            build = BeatBuilder(settings, spec, readings, url)
+            keepers.append(
+                RunnerKeeper(
+                    index,
+                    LiveRunnerClient(target.url, secret.get_secret_value(), verify=verify),
+                    spec.name,
+                    build,
+                    build.readiness,
+                    state,
+                    stopping,
+                    unsupported_notice=notices[target.url],
+                    shown_runner_url=shown_runner_url(settings),
+                )
+            )
     watcher = threading.Thread(target=_watch_parent, args=(stopping, parent_alive), daemon=True)
     watcher.start()
     if wait_for_worker(worker_health_url(settings), stopping):
@@ -112,7 +159,7 @@ def run(
     stopping.wait()
     deadline = time.monotonic() + SHUTDOWN_LOCK_WAIT_SECONDS + sum(UNREGISTER_TIMEOUT)
     closers = [
-        threading.Thread(target=keeper.unregister, args=(deadline,), daemon=True)
+        threading.Thread(target=_unregister, args=(keeper, deadline), daemon=True)
         for keeper in keepers
     ]
     for closer in closers:
@@ -121,6 +168,13 @@ def run(
         closer.join(max(0.0, deadline - time.monotonic()) + 0.2)
     log.info("registrar_stopped orchestrators=%d", len(keepers))
     return 0
+
+
+def _unregister(keeper: Keeper | RunnerKeeper, deadline: float) -> None:
+    if isinstance(keeper, RunnerKeeper):
+        keeper.unregister(deadline, UNREGISTER_TIMEOUT)
+    else:
+        keeper.unregister(deadline)
 
 
 def _watch_parent(stopping: threading.Event, parent_alive: Callable[[], bool]) -> None:

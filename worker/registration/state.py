@@ -3,6 +3,9 @@
 The registrar writes `<runtime_dir>/registration.json` atomically (temporary file, then
 `os.replace`) on every change; `/readyz` and metrics read it. It never holds a secret:
 only orchestrator URLs, capability names, times, counts and short error reasons.
+BYOC entries are under `orchestrators`; live runners (one per orchestrator and runner
+capability) under `live_runners`, with the runner id and the status last sent (never the
+heartbeat secret, never runner_url).
 """
 
 from __future__ import annotations
@@ -33,20 +36,61 @@ class OrchestratorState:
     consecutive_failures: int = 0
 
 
-def read_registration_state(runtime_dir: Path) -> list[dict[str, Any]]:
-    """One dict per orchestrator, in configuration order; [] when nothing was written."""
+@dataclass
+class LiveRunnerState:
+    """What the registrar knows about one live runner at one orchestrator."""
+
+    orchestrator: str
+    capability: str
+    app: str
+    runner_id: str | None = None
+    registered: bool = False
+    supported: bool | None = None  # False: the orchestrator has no live runners (404)
+    status_sent: str | None = None
+    status_reason: str | None = None
+    last_heartbeat: float | None = None  # Unix time of the last accepted heartbeat
+    heartbeat_interval_seconds: float | None = None
+    last_attempt: float | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+
+
+def _read_document(runtime_dir: Path) -> dict[str, Any]:
     try:
         text = (Path(runtime_dir) / STATE_FILE).read_text(encoding="utf-8")
         document = json.loads(text)
     except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _entries(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    entries = document.get(key)
+    if not isinstance(entries, list):
         return []
-    entries = document.get("orchestrators") if isinstance(document, dict) else None
-    return [entry for entry in entries or [] if isinstance(entry, dict)]
+    return [entry for entry in entries if isinstance(entry, dict)]
 
 
-def write_registration_state(runtime_dir: Path, states: list[OrchestratorState]) -> None:
+def read_registration_state(runtime_dir: Path) -> list[dict[str, Any]]:
+    """One dict per orchestrator (BYOC), in configuration order; [] when nothing was written."""
+    return _entries(_read_document(runtime_dir), "orchestrators")
+
+
+def read_live_runner_state(runtime_dir: Path) -> list[dict[str, Any]]:
+    """One dict per (orchestrator, live runner); [] when none."""
+    return _entries(_read_document(runtime_dir), "live_runners")
+
+
+def write_registration_state(
+    runtime_dir: Path,
+    states: list[OrchestratorState],
+    runners: list[LiveRunnerState] | None = None,
+) -> None:
     """Replace the state file at once, so a reader never sees half a document."""
-    document = {"orchestrators": [asdict(state) for state in states]}
+    document = {
+        "orchestrators": [asdict(state) for state in states],
+        "live_runners": [asdict(runner) for runner in runners or []],
+    }
     write_json_atomically(Path(runtime_dir) / STATE_FILE, document)
 
 
@@ -56,6 +100,7 @@ class StateFile:
 
     runtime_dir: Path
     states: list[OrchestratorState]
+    runners: list[LiveRunnerState] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +117,17 @@ class StateFile:
             self._flush()
             return OrchestratorState(**asdict(state))
 
+    def update_runner(self, index: int, **changes: Any) -> LiveRunnerState:
+        """Apply `changes` to live runner `index`, write the file, return a copy."""
+        with self._lock:
+            runner = self.runners[index]
+            for name, value in changes.items():
+                if not hasattr(runner, name):
+                    raise AttributeError(name)
+                setattr(runner, name, value)
+            self._flush()
+            return LiveRunnerState(**asdict(runner))
+
     def snapshot(self) -> list[OrchestratorState]:
         with self._lock:
             return [OrchestratorState(**asdict(state)) for state in self.states]
@@ -79,7 +135,7 @@ class StateFile:
     def _flush(self) -> None:
         # Losing a state update must never stop registration itself.
         try:
-            write_registration_state(self.runtime_dir, self.states)
+            write_registration_state(self.runtime_dir, self.states, self.runners)
         except OSError as exc:
             log.warning(
                 "registration_state_write_failed path=%s error=%s",
