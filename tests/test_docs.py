@@ -119,7 +119,7 @@ def documented_default(alias: str) -> str:
     value = field.get_default(call_default_factory=True)
     if alias in DERIVED_DEFAULTS:
         return DERIVED_DEFAULTS[alias]
-    if value is None or value == []:
+    if value is None or value in ([], {}):
         return UNSET
     if isinstance(value, list):
         value = ",".join(str(item) for item in value)
