@@ -9,7 +9,6 @@ and tests/standins/nvml/values.py is checked against them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,25 +16,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-STANDIN_DIR = Path(__file__).resolve().parents[1] / "standins" / "nvml"
+from tests.standins.nvml import build, values
 
-
-def _load(name: str) -> ModuleType:
-    # By path, so this works whether or not the repo root is on sys.path.
-    spec = importlib.util.spec_from_file_location(f"_fake_nvml_{name}", STANDIN_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("build")
-values = _load("values")
+STANDIN_DIR = Path(build.__file__).resolve().parent
 
 MEMORY_V2 = 0x02000028
 H100 = {

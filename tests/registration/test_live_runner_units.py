@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from worker.registration.live_runner import (
 from worker.registration.readiness import (
     MAX_METADATA_BYTES,
     Readiness,
-    gpu_fitness,
     runner_gpu,
     runner_metadata,
     runner_readiness,
@@ -170,28 +169,24 @@ def _views(
     )
 
 
-@dataclass(frozen=True)
-class JudgedGpu(GpuReading):
-    """A reading carrying the verdict another branch adds to GpuReading."""
-
-    verdict: str | None = None
-
-
 def test_ready_only_with_a_fresh_reading_of_fit_gpus() -> None:
     assert runner_readiness(_views(_gpu(0), _gpu(1)), 0) == Readiness("ready", None)
     assert runner_readiness(_views(status="pending"), 0).status == "starting"
     stale = runner_readiness(_views(_gpu(0), status="stale"), 0)
-    assert stale == Readiness("unhealthy", "reading stale")
+    assert stale == Readiness("unhealthy", "nvml stale: reading stale")
     assert runner_readiness(_views(status="unavailable"), 0).status == "unhealthy"
     lost = runner_readiness(_views(_gpu(0), GpuReading(1, error="GPU is lost")), 0)
-    assert lost == Readiness("unhealthy", "GPU 1: GPU is lost")
-    assert runner_readiness(_views(), 0).reason == "NVML sees no GPU"
+    assert lost == Readiness("unhealthy", "nvml: GPU 1: GPU is lost")
+    assert runner_readiness(_views(), 0).reason == "nvml: no GPU visible"
     missing = runner_readiness(_views(_gpu(0)), 3)
     assert missing.status == "unhealthy" and "LIVE_RUNNER_GPU_INDEX=3" in (missing.reason or "")
-    critical = _views(JudgedGpu(**{**_gpu(0).__dict__, "verdict": "critical"}))
-    assert gpu_fitness(critical) == (False, "GPU 0: health verdict critical")
-    warning = _views(JudgedGpu(**{**_gpu(0).__dict__, "verdict": "warning"}))
-    assert gpu_fitness(warning) == (True, None)
+    reasons = ("xid_79: XID 79 since start",)
+    critical = _views(replace(_gpu(0), verdict="critical", verdict_reasons=reasons))
+    assert runner_readiness(critical, 0) == Readiness(
+        "unhealthy", "nvml: GPU 0: critical: xid_79: XID 79 since start"
+    )
+    warning = _views(replace(_gpu(0), verdict="warning"))
+    assert runner_readiness(warning, 0) == Readiness("ready", None)
 
 
 def test_the_declared_gpu_is_the_configured_one_in_mib() -> None:

@@ -1,52 +1,25 @@
-"""Load worker/sampling/*.py by path, here and in child processes.
-
-worker/sampling/ has no __init__.py yet (worker/sampling.py still owns the name
-`worker.sampling`), so its modules are loaded from their files under the names
-`agent_net_sampling_<module>`.
+"""Child Pythons for NVML tests: the stand-in reaches a process only through LD_LIBRARY_PATH
+at start-up, so each check runs `CHILD_PRELUDE + code` in a fresh interpreter and reads
+back the one `RESULT <json>` line it printed (`emit(obj)`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLING_DIR = ROOT / "worker" / "sampling"
-STANDIN_DIR = ROOT / "tests" / "standins" / "nvml"
 
-
-def load(name: str, directory: Path = SAMPLING_DIR) -> ModuleType:
-    """Import ``directory/<name>.py`` (once) as ``agent_net_sampling_<name>``."""
-    module_name = f"agent_net_sampling_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, directory / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-# Start of every child: the same loader, and emit() for the one RESULT line.
+# Start of every child: the repo root on sys.path, pynvml, the sampling modules, emit().
 CHILD_PRELUDE = textwrap.dedent(
     f"""
-    import importlib.util, json, os, sys, time
+    import json, os, sys, time
     sys.path.insert(0, {str(ROOT)!r})
     import pynvml
-
-    def load(name):
-        spec = importlib.util.spec_from_file_location(
-            "agent_net_sampling_" + name, {str(SAMPLING_DIR)!r} + "/" + name + ".py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
+    from worker.sampling import gpu_health, xid_watch
 
     def emit(obj):
         print("RESULT " + json.dumps(obj), flush=True)

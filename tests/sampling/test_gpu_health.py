@@ -7,7 +7,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from tests.sampling.support import load, run_child
+from tests.sampling.support import run_child
 from tests.standins.nvml.build import (
     HEALTH_FIELDS,
     NO_PERMISSION,
@@ -16,11 +16,10 @@ from tests.standins.nvml.build import (
     FakeNvml,
     build_fake_nvml,
 )
-
-gpu_health = load("gpu_health")
+from worker.sampling import gpu_health
 
 READ_ALL = """
-gh = load("gpu_health")
+gh = gpu_health
 pynvml.nvmlInit()
 out = []
 for i in range(pynvml.nvmlDeviceGetCount()):
@@ -65,7 +64,9 @@ H100 = {
     "pcie_link_width": 16,
     "pcie_link_width_max": 16,
     "pcie_replay_count": 0,
-    "processes": [{"pid": 4242, "used_memory_mb": 15360.0, "name": "ollama"}],
+    "processes": [
+        {"pid": 4242, "used_memory_bytes": 16106127360, "used_memory_mb": 15360.0, "name": "ollama"}
+    ],
     "mig_enabled": False,
     "mig_enabled_pending": False,
 }
@@ -167,8 +168,13 @@ def test_read_health_follows_live_values(fake_nvml: FakeNvml, proc_root: Path) -
         "pcie_replay_count": 12,
         "pstate": None,
         "processes": [
-            {"pid": 4242, "used_memory_mb": 1.0, "name": "ollama"},
-            {"pid": 999999, "used_memory_mb": None, "name": None},  # not visible, no memory
+            {"pid": 4242, "used_memory_bytes": 1048576, "used_memory_mb": 1.0, "name": "ollama"},
+            {
+                "pid": 999999,
+                "used_memory_bytes": None,
+                "used_memory_mb": None,
+                "name": None,
+            },  # not visible, no memory
         ],
     }
 
@@ -176,7 +182,7 @@ def test_read_health_follows_live_values(fake_nvml: FakeNvml, proc_root: Path) -
 def test_process_name_from_real_proc(fake_nvml: FakeNvml) -> None:
     out = run_child(
         """
-        gh = load("gpu_health")
+        gh = gpu_health
         with open(os.environ["FAKE_NVML_HEALTH"], "a") as f:  # this child runs on GPU 1
             f.write(f"1 processes {os.getpid()}:536870912\\n")
         pynvml.nvmlInit()
@@ -187,7 +193,14 @@ def test_process_name_from_real_proc(fake_nvml: FakeNvml) -> None:
         fake_nvml.env(),
     )
     assert out["comm"]
-    assert out["processes"] == [{"pid": out["pid"], "used_memory_mb": 512.0, "name": out["comm"]}]
+    assert out["processes"] == [
+        {
+            "pid": out["pid"],
+            "used_memory_bytes": 536870912,
+            "used_memory_mb": 512.0,
+            "name": out["comm"],
+        }
+    ]
 
 
 def test_every_reading_unsupported_is_none(fake_nvml: FakeNvml, proc_root: Path) -> None:
@@ -258,5 +271,9 @@ def test_eight_gpus(fake_nvml: FakeNvml, proc_root: Path) -> None:
     assert len(out) == 8
     assert [o.get("temperature_c") for o in out] == [40, 41, 42, 43, 44, 45, None, 47]
     assert out[6] == {"lost": "GpuLostError", "is_nvml_error": False}
-    assert out[0]["processes"] == [{"pid": 4242, "used_memory_mb": 15360.0, "name": "ollama"}]
-    assert out[7]["processes"] == [{"pid": 4249, "used_memory_mb": 15360.0, "name": None}]
+    assert out[0]["processes"] == [
+        {"pid": 4242, "used_memory_bytes": 16106127360, "used_memory_mb": 15360.0, "name": "ollama"}
+    ]
+    assert out[7]["processes"] == [
+        {"pid": 4249, "used_memory_bytes": 16106127360, "used_memory_mb": 15360.0, "name": None}
+    ]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from tests.sampling.support import ROOT, load
+from tests.sampling.support import ROOT
+from worker.sampling import gpu_health, verdict, xid_watch
 
 DOC = (ROOT / "docs" / "gpu-health.md").read_text()
-gpu_health = load("gpu_health")
-xid_watch = load("xid_watch")
-verdict = load("verdict")
 
 
 def _rules_rows() -> dict[str, list[str]]:

@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.sampling.support import load
+from worker.sampling import gpu_health, xid_watch
+from worker.sampling import verdict as verdict_mod
 
-gpu_health = load("gpu_health")
-xid_watch = load("xid_watch")
-verdict_mod = load("verdict")
 verdict = verdict_mod.verdict
 RULES = verdict_mod.RULES
 

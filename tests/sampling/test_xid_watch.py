@@ -11,7 +11,7 @@ from tests.sampling.support import CHILD_PRELUDE, result_of, run_child
 from tests.standins.nvml.build import UNSUPPORTED, FakeNvml, build_fake_nvml
 
 WATCH_CHILD = """
-xw = load("xid_watch")
+xw = xid_watch
 w = xw.XidWatcher()
 w.start(interval_ms=50)
 print("READY " + json.dumps(list(w.registered)), flush=True)
@@ -76,7 +76,7 @@ def test_watcher_thread_records_injected_xids(fake_nvml: FakeNvml) -> None:
 def test_poll_returns_events_and_hour_window_follows_clock(fake_nvml: FakeNvml) -> None:
     out = run_child(
         """
-        xw = load("xid_watch")
+        xw = xid_watch
         now = [1000.0]
         w = xw.XidWatcher(clock=lambda: now[0])
         t0 = time.monotonic()
@@ -118,7 +118,7 @@ def test_poll_returns_events_and_hour_window_follows_clock(fake_nvml: FakeNvml) 
 
 
 UNSUPPORTED_CHILD = """
-xw = load("xid_watch")
+xw = xid_watch
 w = xw.XidWatcher()
 t0 = time.monotonic()
 events = w.poll(80)
@@ -146,3 +146,56 @@ def test_driver_without_event_symbols(tmp_path: Path) -> None:
     fake = FakeNvml.create(build_fake_nvml(tmp_path / "lib", omit=events), tmp_path / "work")
     out = run_child(UNSUPPORTED_CHILD, fake.env())
     assert out["registered"] == [] and out["events"] == []
+
+
+SHARED_INIT_CHILD = """
+pynvml.nvmlInit()  # the caller's own initialisation, as the sampler's GPU reader does
+w = xid_watch.XidWatcher(owns_nvml=False)
+w.start(interval_ms=50)
+print("READY", flush=True)
+sys.stdin.readline()  # the parent switched the driver away and back
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline and w.stats(1).count < 1:
+    time.sleep(0.02)
+stats = w.stats(1).as_dict()
+w.close()
+emit({"stats": stats, "count_after_close": pynvml.nvmlDeviceGetCount()})
+"""
+
+
+def test_a_watcher_on_the_callers_init_survives_the_driver_going_away(
+    fake_nvml: FakeNvml,
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PRELUDE + SHARED_INIT_CHILD],
+        env=fake_nvml.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline() == "READY\n"
+        fake_nvml.set_scenario("driver_not_loaded")
+        waits_before = fake_nvml.calls().count("nvmlEventSetWait_v2")
+        time.sleep(1.0)
+        waits_down = fake_nvml.calls().count("nvmlEventSetWait_v2") - waits_before
+        fake_nvml.set_scenario("two_gpus")
+        fake_nvml.inject_xid(1, 79)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    out = result_of(stdout, stderr)
+    # Failing waits sleep out their interval (50 ms): about 20 in a second, never a spin.
+    assert 1 <= waits_down <= 60, waits_down
+    assert stderr.count("XID event wait failed") == 1  # logged when it starts, not per wait
+    assert out["stats"]["xid_count"] == 1 and out["stats"]["xid_last"] == 79
+    assert out["count_after_close"] == 2  # close() left the caller's NVML initialised
+    assert fake_nvml.calls().count("nvmlInitWithFlags") == 1
+    assert "nvmlShutdown" not in fake_nvml.calls()

@@ -45,6 +45,15 @@ def test_two_gpus_and_ollama_ok_is_success_with_every_reading(
     assert body["reasons"] == []
     assert body["driver_version"] == "560.35.03"
     h100, l4 = body["gpus"]
+    health, xid = h100.pop("health"), h100.pop("xid")
+    assert (h100.pop("verdict"), h100.pop("verdict_reasons")) == ("ok", [])
+    assert (l4["verdict"], l4["verdict_reasons"]) == ("ok", [])
+    assert health["clock_sm_mhz"] == 1980 and health["throttle_reasons"] == []
+    assert [(p["pid"], p["used_memory_bytes"]) for p in health["processes"]] == [
+        (4242, 16106127360)
+    ]
+    assert xid["xid_count"] == 0 and xid["xid_last"] is None
+    assert l4["health"]["throttle_reasons"] == ["idle"]
     assert h100 == {
         "index": 0,
         "name": "NVIDIA H100 80GB HBM3",

@@ -44,9 +44,11 @@ def test_worker_modules_import_neither_web3_nor_payments() -> None:
 def test_http_workers_never_load_nvml_or_an_ollama_client() -> None:
     """Only the sampler process talks to NVML and Ollama: the HTTP side cannot even try."""
     loaded = loaded_after_import(
-        ["worker.http.app"], ("pynvml", "ollama", "httpx", "requests", "worker")
+        ["worker.http.app", "worker.sampling.fitness"],
+        ("pynvml", "ollama", "httpx", "requests", "worker"),
     )
     assert "worker.sampling.published" in loaded
+    assert "worker.sampling.fitness" in loaded
     assert [name for name in loaded if not name.startswith("worker")] == []
 
 

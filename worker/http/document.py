@@ -3,9 +3,11 @@
 The seed's fields come first with their names unchanged (`status`, `agent_id`,
 `model_name`, `vram_usage_mb`, `total_models`, `timestamp`, `gpu_count`), then the detail.
 Memory is MiB (bytes / 2**20, as nvidia-smi shows it) in every `*_mb` field, power in
-watts, times in Unix seconds. The per-GPU and per-model parts change only when the
-sampler publishes a new reading, so they are encoded once per reading and spliced into
-every response; a request encodes only its own small fields.
+watts, times in Unix seconds. Each GPU carries its health readings (`health`), XID
+statistics (`xid`) and verdict (`verdict`, `verdict_reasons`), docs/gpu-health.md; the
+document is `degraded` while any GPU's verdict is not `ok`. The per-GPU and per-model
+parts change only when the sampler publishes a new reading, so they are encoded once per
+reading and spliced into every response; a request encodes only its own small fields.
 """
 
 from __future__ import annotations
@@ -38,7 +40,23 @@ def gpu_fields(gpu: GpuReading) -> dict[str, Any]:
         "power_limit_w": gpu.power_limit_w,
         "utilization_gpu_pct": gpu.utilization_gpu_pct,
         "utilization_memory_pct": gpu.utilization_memory_pct,
+        "verdict": gpu.verdict,
+        "verdict_reasons": list(gpu.verdict_reasons),
+        "health": gpu.health,
+        "xid": gpu.xid,
     }
+
+
+def gpu_reasons(gpus: tuple[GpuReading, ...]) -> list[str]:
+    """The document's reasons for its GPUs: NVML's error, then each verdict reason."""
+    reasons = [f"nvml: GPU {gpu.index}: {gpu.error}" for gpu in gpus if gpu.error]
+    reasons.extend(
+        f"nvml: GPU {gpu.index}: {gpu.verdict}: {reason}"
+        for gpu in gpus
+        if gpu.verdict not in (None, "ok")
+        for reason in gpu.verdict_reasons
+    )
+    return reasons
 
 
 def model_fields(model: ModelEntry) -> dict[str, Any]:
@@ -141,7 +159,7 @@ class ReportBuilder:
         gpus = gpu_report.gpus if gpu_report is not None else ()
         models = catalogue.models if catalogue is not None else ()
         reasons = [f"{view.name}: {view.reason}" for view in views if view.status != "ok"]
-        reasons.extend(f"nvml: GPU {gpu.index}: {gpu.error}" for gpu in gpus if gpu.error)
+        reasons.extend(gpu_reasons(gpus))
         head = _compact(
             {"status": "success" if not reasons else "degraded", "agent_id": _GAP}
         ).split(_GAP_JSON)[0]

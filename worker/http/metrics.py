@@ -27,9 +27,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from worker.http.gpu_health_metrics import GPU_LABELS, health_metrics
 from worker.registration.state import read_live_runner_state, read_registration_state
 from worker.sampling.published import Readings, SourceView
-from worker.sampling.readings import Catalogue, GpuReport
+from worker.sampling.readings import Catalogue, GpuReading, GpuReport
 
 METRICS_ROUTE = "/metrics"
 UNMATCHED_ROUTE = "unmatched"  # the route label of every path no rule serves (bounded)
@@ -53,7 +54,6 @@ LATENCY_BUCKETS = (
     10.0,
 )
 SOURCE_STATUSES = ("ok", "stale", "unavailable", "pending")
-GPU_LABELS = ("gpu", "uuid", "name")
 REGISTRATION_LABELS = ("orchestrator", "capability")
 LIVE_RUNNER_LABELS = ("orchestrator", "capability")
 
@@ -99,8 +99,15 @@ def _label(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _gpu_labels(gpu: GpuReading) -> list[str]:
+    return [str(gpu.index), _label(gpu.uuid), _label(gpu.name)]
+
+
 def gpu_metrics(view: SourceView[GpuReport]) -> Iterator[Metric]:
-    """Per-GPU readings of the last NVML sample, labelled like NVIDIA's DCGM exporter."""
+    """Per-GPU readings of the last NVML sample, labelled like NVIDIA's DCGM exporter.
+
+    The health, XID and verdict series come from worker/http/gpu_health_metrics.py.
+    """
     report = view.data
     if report is None:
         return
@@ -121,7 +128,7 @@ def gpu_metrics(view: SourceView[GpuReport]) -> Iterator[Metric]:
         GPU_LABELS,
     )
     for gpu in report.gpus:
-        labels = [str(gpu.index), _label(gpu.uuid), _label(gpu.name)]
+        labels = _gpu_labels(gpu)
         up.add_metric(labels, 0.0 if gpu.error else 1.0)
         readings = (
             (used, gpu.memory_used_bytes),
@@ -138,6 +145,7 @@ def gpu_metrics(view: SourceView[GpuReport]) -> Iterator[Metric]:
     yield from _with_samples(
         up, used, total, temperature, power, limit, utilization, memory_utilization
     )
+    yield from health_metrics(report.gpus, _gpu_labels)
     if report.driver_version is not None:
         driver = _gauge(
             "agent_net_gpu_driver_info", "The NVIDIA driver version (always 1).", ["version"]

@@ -1,8 +1,8 @@
 """What a live runner tells the orchestrator about its GPU: fitness, status, gpu, metadata.
 
 Readiness is the GPU's own: `ready` only while the sampler's NVML reading is fresh and
-the GPU is fit. `gpu_fitness` is the one place that judges fitness; it has the same
-signature as worker/sampling/fitness.py's (another branch), which replaces it at merge.
+the GPU is fit, as worker/sampling/fitness.py's `gpu_fitness` judges it (the same
+judgement that admits agents' jobs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sampling.fitness import gpu_fitness
 from worker.sampling.published import SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport
 from worker.units import MIB
@@ -25,24 +26,6 @@ UNHEALTHY = "unhealthy"  # stale or failed readings, or an unfit GPU
 
 def _nvml(views: Sequence[SourceView[Any]]) -> SourceView[GpuReport] | None:
     return next((view for view in views if view.name == "nvml"), None)
-
-
-def gpu_fitness(views: Sequence[SourceView[Any]]) -> tuple[bool, str | None]:
-    """(fit, reason): a fresh NVML reading, at least one GPU, none lost or failing, and
-    no GPU whose verdict is critical. Replaced by worker.sampling.fitness at merge."""
-    nvml = _nvml(views)
-    if nvml is None:
-        return False, "no NVML reading"
-    if nvml.status != "ok" or nvml.data is None:
-        return False, nvml.reason or f"NVML reading is {nvml.status}"
-    if not nvml.data.gpus:
-        return False, "NVML sees no GPU"
-    for gpu in nvml.data.gpus:
-        if gpu.error is not None:
-            return False, f"GPU {gpu.index}: {gpu.error}"
-        if getattr(gpu, "verdict", None) == "critical":
-            return False, f"GPU {gpu.index}: health verdict critical"
-    return True, None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class GpuProcess:
         used = self.used_memory_bytes
         return {
             "pid": self.pid,
+            "used_memory_bytes": used,
             "used_memory_mb": None if used is None else round(used / MIB, 1),
             "name": self.name,
         }

@@ -2,8 +2,11 @@
 
 A reading the board does not support (power on many cards, utilisation under MIG) becomes
 None for that field; a lost GPU is reported on that GPU alone; a machine without the
-driver library raises SourceUnavailable with a reason an operator can act on. Only the
-sampler process imports this module.
+driver library raises SourceUnavailable with a reason an operator can act on. Each read
+takes every GPU's health (worker/sampling/gpu_health.py), its XID statistics and its
+verdict (worker/sampling/verdict.py). The reader initialises NVML once for the process
+and, once it has, starts the XID watcher on that same initialisation. Only the sampler
+process imports this module.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pynvml
 
+from worker.sampling.gpu_health import GpuLostError, read_health
 from worker.sampling.readings import GpuReading, GpuReport, SourceUnavailable
+from worker.sampling.verdict import TEMPERATURE_MARGIN_C, verdict
+from worker.sampling.xid_watch import XidStats, XidWatcher
 from worker.units import milliwatts_to_watts
 
 T = TypeVar("T")
@@ -48,13 +55,32 @@ def _describe(error: pynvml.NVMLError) -> str:
     return reasons.get(error.value, f"NVML error {error.value}: {error}")
 
 
-class GpuReader:
-    """Reads every GPU through NVML. NVML is initialised lazily, in the calling process."""
+XID_POLL_MS = 250  # how long the XID thread waits in NVML at a time (bounds its stop)
 
-    def __init__(self) -> None:
+
+class GpuReader:
+    """Reads every GPU through NVML. NVML is initialised lazily, in the calling process.
+
+    After the first successful initialisation it registers for XID events and polls
+    them in a thread of its own (`XidWatcher`, sharing this initialisation);
+    `watch_xids=False` leaves that out (no XID statistics: `xid` is None).
+    """
+
+    def __init__(
+        self,
+        *,
+        watch_xids: bool = True,
+        temperature_margin_c: int = TEMPERATURE_MARGIN_C,
+        proc_root: Path = Path("/proc"),
+    ) -> None:
         self._lock = threading.Lock()  # held across each whole read
         self._initialised = False
         self._gpu_errors: dict[int, str] = {}
+        self._verdicts: dict[int, tuple[str | None, tuple[str, ...]]] = {}
+        self._watch_xids = watch_xids
+        self._temperature_margin_c = temperature_margin_c
+        self._proc_root = proc_root
+        self.xids: XidWatcher | None = None
 
     def read(self) -> GpuReport:
         """Return one report, or raise SourceUnavailable with the reason."""
@@ -69,6 +95,7 @@ class GpuReader:
                 raise SourceUnavailable(str(lost)) from None
             gpus = tuple(self._read_gpu(index) for index in range(count))
             self._log_gpu_errors(gpus)
+            self._log_verdicts(gpus)
             return GpuReport(driver, gpus)
 
     def _log_gpu_errors(self, gpus: tuple[GpuReading, ...]) -> None:
@@ -81,9 +108,23 @@ class GpuReader:
             log.info("gpu_recovered gpu=%d", index)
         self._gpu_errors = errors
 
+    def _log_verdicts(self, gpus: tuple[GpuReading, ...]) -> None:
+        """Log a GPU's verdict when it changes (level or reasons), never once per read."""
+        verdicts = {gpu.index: (gpu.verdict, gpu.verdict_reasons) for gpu in gpus}
+        for index, (level, reasons) in verdicts.items():
+            previous = self._verdicts.get(index)
+            if previous == (level, reasons) or (previous is None and level == "ok"):
+                continue
+            emit = log.info if level == "ok" else log.warning
+            emit("gpu_verdict gpu=%d level=%s reasons=%r", index, level, list(reasons))
+        self._verdicts = verdicts
+
     def close(self) -> None:
-        """Shut NVML down if this reader initialised it."""
+        """Stop the XID watcher and shut NVML down, if this reader initialised it."""
         with self._lock:
+            if self.xids is not None:
+                self.xids.close(timeout_s=2.0)
+                self.xids = None
             if self._initialised:
                 self._initialised = False
                 with contextlib.suppress(pynvml.NVMLError):
@@ -97,6 +138,25 @@ class GpuReader:
         except pynvml.NVMLError as error:
             raise SourceUnavailable(_describe(error)) from None
         self._initialised = True
+        if self._watch_xids and self.xids is None:
+            self._start_xid_watch()
+
+    def _start_xid_watch(self) -> None:
+        """Register XID events on this process's NVML initialisation and poll them."""
+        try:
+            watcher = XidWatcher(owns_nvml=False)
+        except Exception as error:  # no events is a missing reading, never a failed read
+            log.warning("xid_watch_unavailable error=%s", type(error).__name__)
+            return
+        log.info("xid_watch_started gpus=%s", ",".join(map(str, watcher.registered)) or "none")
+        watcher.start(interval_ms=XID_POLL_MS)
+        self.xids = watcher
+
+    def _xid_stats(self, index: int) -> XidStats | None:
+        watcher = self.xids
+        if watcher is None or index not in watcher.registered:
+            return None
+        return watcher.stats(index)
 
     def _read_gpu(self, index: int) -> GpuReading:
         try:
@@ -110,8 +170,11 @@ class GpuReader:
             power = self._optional(pynvml.nvmlDeviceGetPowerUsage, handle)
             limit = self._optional(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
             utilization = self._optional(pynvml.nvmlDeviceGetUtilizationRates, handle)
-        except GpuLost as lost:
-            return GpuReading(index, error=str(lost))
+            health = read_health(handle, proc_root=self._proc_root)
+        except (GpuLost, GpuLostError, pynvml.NVMLError) as failure:
+            return self._unreadable(index, failure)
+        xids = self._xid_stats(index)
+        judged = verdict(health, xids, False, temperature_margin_c=self._temperature_margin_c)
         return GpuReading(
             index=index,
             name=name,
@@ -123,6 +186,28 @@ class GpuReader:
             power_limit_w=milliwatts_to_watts(limit),
             utilization_gpu_pct=None if utilization is None else int(utilization.gpu),
             utilization_memory_pct=None if utilization is None else int(utilization.memory),
+            health=health.as_dict(),
+            xid=None if xids is None else xids.as_dict(),
+            verdict=judged.level,
+            verdict_reasons=judged.reasons,
+        )
+
+    def _unreadable(self, index: int, failure: Exception) -> GpuReading:
+        """A GPU NVML cannot read (lost, or failing): critical, with its XIDs if any."""
+        if isinstance(failure, GpuLostError):
+            reason = _describe(pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST))
+        elif isinstance(failure, pynvml.NVMLError):
+            reason = _describe(failure)
+        else:
+            reason = str(failure)
+        xids = self._xid_stats(index)
+        judged = verdict(None, xids, True, lost_reason=reason)
+        return GpuReading(
+            index,
+            error=reason,
+            xid=None if xids is None else xids.as_dict(),
+            verdict=judged.level,
+            verdict_reasons=judged.reasons,
         )
 
     @staticmethod

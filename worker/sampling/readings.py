@@ -8,8 +8,8 @@ Importing this module loads neither NVML nor an HTTP client.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
 
 
 class SourceUnavailable(Exception):
@@ -20,9 +20,19 @@ class SourceUnavailable(Exception):
         self.reason = reason
 
 
+Verdict = Literal["ok", "warning", "critical"]
+
+
 @dataclass(frozen=True)
 class GpuReading:
-    """One GPU at one moment: memory in bytes, power in watts, None = unsupported."""
+    """One GPU at one moment: memory in bytes, power in watts, None = unsupported.
+
+    `health` is `GpuHealth.as_dict()` (worker/sampling/gpu_health.py) and `xid` is
+    `XidStats.as_dict()` (None: the GPU cannot report XID events); both are plain JSON
+    so that this module needs no NVML binding. `verdict` and `verdict_reasons` come
+    from worker/sampling/verdict.py (docs/gpu-health.md); None only from a sampler
+    that predates them. A GPU with `error` set (lost, unreadable) is `critical`.
+    """
 
     index: int
     name: str | None = None
@@ -35,6 +45,17 @@ class GpuReading:
     utilization_gpu_pct: int | None = None
     utilization_memory_pct: int | None = None
     error: str | None = None
+    health: dict[str, Any] | None = None
+    xid: dict[str, Any] | None = None
+    verdict: Verdict | None = None
+    verdict_reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GpuReading:
+        gpu: GpuReading = _build(cls, data)
+        if not isinstance(gpu.verdict_reasons, tuple):
+            gpu = replace(gpu, verdict_reasons=tuple(gpu.verdict_reasons or ()))
+        return gpu
 
 
 @dataclass(frozen=True)
@@ -45,11 +66,14 @@ class GpuReport:
     gpus: tuple[GpuReading, ...]
 
     def as_json(self) -> dict[str, Any]:
-        return {"driver_version": self.driver_version, "gpus": [asdict(g) for g in self.gpus]}
+        # Shallow: the fields are JSON values already (health and xid are plain dicts, and
+        # json encodes tuples as lists); asdict's deep copy cost more than the NVML reads.
+        return {"driver_version": self.driver_version, "gpus": [dict(vars(g)) for g in self.gpus]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GpuReport:
-        return cls(data.get("driver_version"), tuple(_build(GpuReading, g) for g in data["gpus"]))
+        gpus = tuple(GpuReading.from_json(g) for g in data["gpus"])
+        return cls(data.get("driver_version"), gpus)
 
 
 @dataclass(frozen=True)

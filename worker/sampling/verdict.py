@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # worker/sampling becomes a package later; only types are needed here
+if TYPE_CHECKING:  # types only: this module loads no NVML binding
     from worker.sampling.gpu_health import GpuHealth
     from worker.sampling.xid_watch import XidStats
 
@@ -30,6 +30,7 @@ class Inputs:
     xids: XidStats | None
     lost: bool
     temperature_margin_c: int
+    lost_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "gpu_lost",
         "critical",
-        "NVML reports the GPU lost (fallen off the bus or not responding)",
-        lambda i: "NVML_ERROR_GPU_IS_LOST" if i.lost else None,
+        "NVML cannot read the GPU: lost (fallen off the bus), not responding or failing",
+        lambda i: (i.lost_reason or "NVML_ERROR_GPU_IS_LOST") if i.lost else None,
     ),
     Rule(
         "ecc_uncorrectable",
@@ -293,9 +294,13 @@ def verdict(
     lost: bool,
     *,
     temperature_margin_c: int = TEMPERATURE_MARGIN_C,
+    lost_reason: str | None = None,
 ) -> Verdict:
-    """Apply every rule; the level is the worst that fired, reasons in RULES order."""
-    inputs = Inputs(health, xid_stats, lost, temperature_margin_c)
+    """Apply every rule; the level is the worst that fired, reasons in RULES order.
+
+    `lost_reason` is NVML's own words for a lost GPU (the `gpu_lost` rule's detail).
+    """
+    inputs = Inputs(health, xid_stats, lost, temperature_margin_c, lost_reason)
     fired = [(rule, detail) for rule in RULES if (detail := rule.check(inputs)) is not None]
     reasons = tuple(f"{rule.id}: {rule.description} ({detail})" for rule, detail in fired)
     if any(rule.level == "critical" for rule, _ in fired):

@@ -1,10 +1,12 @@
 """XID critical-error events from NVML, and per-GPU XID statistics.
 
-`XidWatcher` initialises NVML (reference-counted), owns one event set with every GPU
-that supports XID events registered on it, and keeps per-GPU stats from what `poll`
-returns. `start()` runs the poll loop in a real OS thread (NVML blocks in C, which
-must not hold gevent's hub); `close()` stops it and frees the set. A device, or a
-driver, without event support is skipped, never an error.
+`XidWatcher` owns one event set with every GPU that supports XID events registered on
+it, and keeps per-GPU stats from what `poll` returns. By default it initialises NVML
+itself (reference-counted) and shuts it down on `close()`; the sampler passes
+`owns_nvml=False` so that its GPU reader's one initialisation serves both. `start()`
+runs the poll loop in its own thread (the sampler process is plain threads, no gevent);
+`close()` stops it and frees the set. A device, or a driver, without event support is
+skipped, never an error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pynvml
-
-from worker.realthreads import RealEvent, real_lock, start_real_thread
 
 log = logging.getLogger("agent_net.sampler")
 
@@ -66,16 +67,24 @@ def _address(pointer: Any) -> int | None:
 class XidWatcher:
     """One NVML event set for all GPUs, and XID stats per GPU index."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        """Initialise NVML and register XID events where supported (raises if init fails)."""
+    def __init__(self, *, clock: Callable[[], float] = time.time, owns_nvml: bool = True) -> None:
+        """Register XID events where supported.
+
+        With `owns_nvml` (the default) it initialises NVML first (raises if that fails)
+        and shuts it down on close; without, the caller has initialised NVML and keeps
+        it initialised until after `close()`.
+        """
         self._clock = clock
-        self._lock = real_lock()  # guards stats
-        self._nvml_lock = real_lock()  # one NVML caller on the set at a time
+        self._owns_nvml = owns_nvml
+        self._lock = threading.Lock()  # guards stats
+        self._nvml_lock = threading.Lock()  # one NVML caller on the set at a time
         self._stats: dict[int, _GpuXids] = {}
-        self._stop = RealEvent()
-        self._stopped: RealEvent | None = None
+        self._stop = threading.Event()
+        self._stopped: threading.Event | None = None
         self._closed = False
-        pynvml.nvmlInit()
+        self._wait_error: str | None = None  # logged once until the wait works again
+        if owns_nvml:
+            pynvml.nvmlInit()
         self._handles: dict[int, int] = {}  # handle address -> index
         self.registered: tuple[int, ...] = ()
         self.event_set: Any = None
@@ -113,8 +122,11 @@ class XidWatcher:
         """Wait up to timeout_ms for XIDs; return them (all already queued, in order).
 
         Without an event set (no support, or closed) it sleeps timeout_ms and returns
-        []. NVML errors other than a timeout end the wait early and are logged.
+        []. An NVML error other than a timeout is logged when it first occurs and the
+        rest of timeout_ms is slept, so a driver gone away never makes a busy loop.
         """
+        started = time.monotonic()
+        failed = False
         with self._nvml_lock:
             if self.event_set is None or not self.registered or self._closed:
                 self._stop.wait(timeout_ms / 1000)
@@ -126,7 +138,8 @@ class XidWatcher:
                     data = pynvml.nvmlEventSetWait_v2(self.event_set, wait_ms)
                 except pynvml.NVMLError as error:
                     if error.value != pynvml.NVML_ERROR_TIMEOUT:
-                        log.warning("XID event wait failed: %s", error)
+                        failed = True
+                        self._note_wait_error(str(error))
                     break
                 wait_ms = 0  # drain what is already queued, then return
                 if not data.eventType & XID_EVENT:
@@ -134,7 +147,17 @@ class XidWatcher:
                 event = XidEvent(self._index_of(data.device), int(data.eventData), self._clock())
                 self._record(event)
                 events.append(event)
+        if failed:
+            self._stop.wait(max(0.0, timeout_ms / 1000 - (time.monotonic() - started)))
+        elif self._wait_error is not None:
+            log.info("XID event wait works again")
+            self._wait_error = None
         return events
+
+    def _note_wait_error(self, error: str) -> None:
+        if error != self._wait_error:
+            log.warning("XID event wait failed: %s", error)
+            self._wait_error = error
 
     def _index_of(self, device: Any) -> int:
         index = self._handles.get(_address(device) or 0)
@@ -162,10 +185,10 @@ class XidWatcher:
             return {index: gpu.snapshot(now) for index, gpu in sorted(self._stats.items())}
 
     def start(self, interval_ms: int = 1000) -> None:
-        """Keep the stats up to date from a real OS thread until close()."""
+        """Keep the stats up to date from a daemon thread until close()."""
         if self._stopped is not None or self._closed:
             raise RuntimeError("XidWatcher already started or closed")
-        stopped = self._stopped = RealEvent()
+        stopped = self._stopped = threading.Event()
 
         def loop() -> None:
             try:
@@ -176,23 +199,33 @@ class XidWatcher:
             finally:
                 stopped.set()
 
-        start_real_thread(loop, "xid-watcher")
+        threading.Thread(target=loop, name="xid-watcher", daemon=True).start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread (waits up to timeout_s), free the event set, shut NVML down."""
+        """Stop the thread, free the event set and, if it owns NVML, shut NVML down.
+
+        Waits up to timeout_s for the thread; if a wedged driver keeps it in NVML
+        longer, the set is left to the process's exit rather than waited on forever.
+        """
         if self._closed:
             return
         self._stop.set()
         if self._stopped is not None:
             self._stopped.wait(timeout_s)
-        with self._nvml_lock:
+        if not self._nvml_lock.acquire(timeout=timeout_s):
+            log.warning("XID watcher still inside NVML after %g s: not freeing its set", timeout_s)
+            return
+        try:
             self._closed = True
             if self.event_set is not None:
                 with contextlib.suppress(pynvml.NVMLError):
                     pynvml.nvmlEventSetFree(self.event_set)
                 self.event_set = None
-            with contextlib.suppress(pynvml.NVMLError):
-                pynvml.nvmlShutdown()
+            if self._owns_nvml:
+                with contextlib.suppress(pynvml.NVMLError):
+                    pynvml.nvmlShutdown()
+        finally:
+            self._nvml_lock.release()
 
     def __enter__(self) -> XidWatcher:
         return self
