@@ -105,6 +105,8 @@ class WorkerProcess:
             "WORKER_THREADS": "4",
             "SAMPLE_INTERVAL_SECONDS": "0.2",
             "PYTHONUNBUFFERED": "1",
+            # usage.sqlite3 goes beside the log, never into the repository's ./data
+            "AGENT_NET_DATA_DIR": str(log_path.with_suffix(".data")),
             **env,
         }
         self.env.pop("AGENT_NET_RUNTIME_DIR", None)
