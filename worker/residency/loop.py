@@ -179,7 +179,9 @@ class ResidencyLoop:
             if self._pruned_at is None or now_wall - self._pruned_at > PRUNE_EVERY_SECONDS:
                 self._store.prune(now_wall)
                 self._pruned_at = now_wall
-            return self._store.models(self.settings.hot_window_seconds, now_wall), None
+            # Only the windows shown per interval: the hot one and the last hour.
+            hot_window = self.settings.hot_window_seconds
+            return self._store.models(hot_window, now_wall, {"1h": 3600.0}), None
         except Exception as error:  # sqlite3.Error, OSError: decide on pins alone
             reason = f"usage database: {type(error).__name__}: {error}"
             if self.report.error != reason:
