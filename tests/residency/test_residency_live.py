@@ -153,8 +153,14 @@ def test_a_model_crossing_the_threshold_is_loaded_before_its_next_request(
     assert events(stand_in, "load", name) == [load]  # no second load: it was resident
     assert load.at < generation.started_at
     assert "residency_load model=coder:7b reason=hot result=ok" in worker.logs()
-    samples = scrape(worker.url)
-    assert value(samples, "agent_net_residency_loads_total", reason="hot", result="ok") == 1
+    loads = "agent_net_residency_loads_total"
+
+    def counted() -> object:
+        got = scrape(worker.url)
+        return value(got, loads, reason="hot", result="ok") and got
+
+    samples = wait_for(counted, WAIT, what="the load counted in /metrics")
+    assert value(samples, loads, reason="hot", result="ok") == 1
     unloads = "agent_net_residency_unloads_total"
     assert value(samples, unloads, reason="over_budget", result="ok") == 0
     budget = value(samples, "agent_net_residency_vram_budget_bytes")
@@ -232,8 +238,8 @@ def test_over_budget_unloads_the_coldest_idle_model_never_a_busy_or_pinned_one(
     runs_after(worker, 4)
     assert [e.model for e in events(stand_in, "unload")] == ["cold-old:1", "busy:1"]
     assert "pinned:1" in {n for n, _ in stand_in.loaded_set()}
-    samples = scrape(worker.url)
     unloads = "agent_net_residency_unloads_total"
+    samples = scrape(worker.url)  # unloads are counted before the run that made them ends
     assert value(samples, unloads, reason="over_budget", result="ok") == 2
 
 

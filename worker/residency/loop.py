@@ -77,6 +77,7 @@ class ResidencyLoop:
         self._store: UsageStore | None = None
         self._pruned_at: float | None = None
         self._lock = threading.Lock()
+        self._report_lock = threading.Lock()  # the loop and load threads both publish
         self._loading: dict[str, float] = {}  # model -> size estimate of a load in flight
         self._acted_at = float("-inf")  # monotonic: when the last action finished
         self._counts: Counter[tuple[str, str, str]] = Counter()
@@ -287,7 +288,7 @@ class ResidencyLoop:
         self._finished(action, error, f"seconds={seconds:.2f}")
         with self._lock:
             self._loading.pop(action.model, None)
-        self._on_change()
+        self._publish(error=self.report.error)  # its count, at once
 
     def _unload(self, action: Action) -> None:
         error = self._post({"model": action.model, "keep_alive": 0})
@@ -324,6 +325,21 @@ class ResidencyLoop:
         models: tuple[ModelResidency, ...] | None = None,
         run: bool = False,
     ) -> None:
+        with self._report_lock:
+            self._replace_report(error, started, at, budget, used, total, models, run)
+        self._on_change()
+
+    def _replace_report(
+        self,
+        error: str | None,
+        started: float | None,
+        at: float | None,
+        budget: int | None,
+        used: int | None,
+        total: int | None,
+        models: tuple[ModelResidency, ...] | None,
+        run: bool,
+    ) -> None:
         previous = self.report
         with self._lock:
             counts = tuple(
@@ -350,4 +366,3 @@ class ResidencyLoop:
             models=models if models is not None else previous.models,
             counts=counts,
         )
-        self._on_change()
