@@ -26,7 +26,11 @@ ENV PATH=/opt/agent-net/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=utility
 RUN useradd --system --user-group --uid 10001 --create-home --home-dir /home/agentnet \
-    --shell /usr/sbin/nologin agentnet
+    --shell /usr/sbin/nologin agentnet \
+    && mkdir -p /data && chown 10001:10001 /data
+# Usage history (usage.sqlite3) survives restarts in a volume here (docs/residency.md).
+ENV AGENT_NET_DATA_DIR=/data
+VOLUME ["/data"]
 COPY --from=build /opt/agent-net /opt/agent-net
 USER 10001:10001
 WORKDIR /home/agentnet

@@ -253,6 +253,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         # the limiter still runs on every request; 503s here would measure the client.
         "CAPABILITY_CAPACITY": str(args.connections),
         "PYTHONUNBUFFERED": "1",
+        "AGENT_NET_DATA_DIR": str(work / "data"),  # the usage database, not ./data
         **{k: v for k, v in nvml.env({}).items()},
     }
     if args.worker_class:

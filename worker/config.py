@@ -130,6 +130,25 @@ class Settings(BaseModel):
     nvml_timeout_seconds: PositiveSeconds = Field(2.0, alias="NVML_TIMEOUT_SECONDS")
     ollama_timeout_seconds: PositiveSeconds = Field(2.0, alias="OLLAMA_TIMEOUT_SECONDS")
 
+    # --- Usage and model residency (docs/residency.md) -------------------------------------
+    data_dir: Path = Field(Path("data"), alias="AGENT_NET_DATA_DIR")
+    usage_db: Path | None = Field(None, alias="USAGE_DB")
+    residency_enabled: bool = Field(True, alias="RESIDENCY_ENABLED")
+    residency_interval_seconds: Annotated[float, Field(ge=0.1, le=3600)] = Field(
+        10.0, alias="RESIDENCY_INTERVAL_SECONDS"
+    )
+    hot_requests: int = Field(3, alias="HOT_REQUESTS", ge=1, le=1_000_000)
+    hot_window_seconds: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        900.0, alias="HOT_WINDOW_SECONDS"
+    )
+    vram_budget: str = Field("0.9", alias="VRAM_BUDGET")
+    residency_pinned: list[str] = Field(default_factory=list, alias="RESIDENCY_PINNED")
+    residency_manage_all: bool = Field(False, alias="RESIDENCY_MANAGE_ALL")
+    residency_keep_alive: str = Field("-1", alias="RESIDENCY_KEEP_ALIVE")
+    residency_load_timeout_seconds: Annotated[float, Field(ge=1, le=3600)] = Field(
+        600.0, alias="RESIDENCY_LOAD_TIMEOUT_SECONDS"
+    )
+
     # --- Livepeer registration ---------------------------------------------------------------
     orch_urls: list[str] = Field(default_factory=list, alias="ORCH_URL")
     orch_secret: SecretStr | None = Field(None, alias="ORCH_SECRET")
@@ -176,6 +195,7 @@ class Settings(BaseModel):
         "worker_token_file",
         "orch_ca_bundle",
         "orch_tls_verify",
+        "usage_db",
         mode="before",
     )
     @classmethod
@@ -211,6 +231,23 @@ class Settings(BaseModel):
     @classmethod
     def _parse_orch_urls(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("residency_pinned", mode="before")
+    @classmethod
+    def _parse_pinned(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("vram_budget")
+    @classmethod
+    def _check_vram_budget(cls, value: str) -> str:
+        parse_vram_budget(value)
+        return value.strip()
+
+    @field_validator("residency_keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: str) -> str:
+        keep_alive_value(value)
+        return value.strip()
 
     @field_validator("capability_names", mode="before")
     @classmethod
@@ -380,6 +417,11 @@ class Settings(BaseModel):
         return bool(self.orch_tls_verify)
 
     @property
+    def usage_db_path(self) -> Path:
+        """The usage database: USAGE_DB, else usage.sqlite3 in AGENT_NET_DATA_DIR."""
+        return self.usage_db or self.data_dir / "usage.sqlite3"
+
+    @property
     def stale_after_seconds(self) -> float:
         """Age beyond which a source's last reading is reported as stale."""
         return max(3 * self.sample_interval_seconds, 2.0)
@@ -394,6 +436,49 @@ def _decimal_price(text: str) -> Decimal:
     if not price.is_finite() or price < 0 or price > 10**9:
         raise ValueError(f"{text.strip()!r} must be a price from 0 to 1e9")
     return price
+
+
+VramBudget = tuple[Literal["fraction", "mib"], float]
+_KEEP_ALIVE_PATTERN = r"^(-?\d+)$|^(\d+(\.\d+)?(s|m|h))+$"
+
+
+def parse_vram_budget(value: str) -> VramBudget:
+    """VRAM_BUDGET: a fraction of total memory ("0.9") or MiB ("70000", "70000MiB")."""
+    text = value.strip()
+    number_text = text[:-3].strip() if text.lower().endswith("mib") else text
+    try:
+        number = float(number_text)
+    except ValueError:
+        raise ValueError(
+            "give a fraction of total GPU memory (0 < x <= 1, e.g. 0.9) or MiB (e.g. 70000)"
+        ) from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError("must be above 0")
+    if number <= 1 and number_text == text:
+        return ("fraction", number)
+    return ("mib", number)
+
+
+def budget_bytes(budget: VramBudget, total_bytes: int | None) -> int | None:
+    """The budget in bytes for GPUs with `total_bytes` memory (None when unknown)."""
+    kind, number = budget
+    if kind == "mib":
+        return int(number * 2**20)
+    return None if total_bytes is None else int(number * total_bytes)
+
+
+def keep_alive_value(value: str) -> int | str:
+    """RESIDENCY_KEEP_ALIVE as Ollama takes it: seconds (int, negative = forever) or "24h"."""
+    import re
+
+    text = value.strip()
+    if not re.match(_KEEP_ALIVE_PATTERN, text):
+        raise ValueError('give seconds (-1 = forever) or a duration such as "24h" or "90m"')
+    if re.match(r"^-?\d+$", text):
+        if int(text) == 0:
+            raise ValueError("0 would unload a model at once; give seconds, -1 or a duration")
+        return int(text)
+    return text
 
 
 def _read_secret_file(path: Path | None) -> SecretStr | None:

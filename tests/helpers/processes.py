@@ -106,6 +106,8 @@ class WorkerProcess:
             "WORKER_THREADS": "4",
             "SAMPLE_INTERVAL_SECONDS": "0.2",
             "PYTHONUNBUFFERED": "1",
+            # usage.sqlite3 goes beside the log, never into the repository's ./data
+            "AGENT_NET_DATA_DIR": str(log_path.with_suffix(".data")),
             **env,
         }
         # Under the test's own directory: a worker killed with SIGKILL cannot remove the

@@ -932,9 +932,9 @@ def test_values_health_mirror_matches_library(fake) -> None:
     assert expected_health(values.H100_HEALTH, values.H100.temperature_c) == H100_HEALTH
     assert expected_health(values.L4_HEALTH, values.L4.temperature_c) == L4_HEALTH
     assert values.TWO_GPUS_HEALTH == (values.H100_HEALTH, values.L4_HEALTH)
-    # every overridable field but `lost` and `temperature` is mirrored
+    # every overridable field but `lost` and the basic readings is mirrored
     mirrored = set(values.FakeHealth.__dataclass_fields__)
-    assert mirrored == set(build.HEALTH_FIELDS) - {"lost", "temperature"}
+    assert mirrored == set(build.HEALTH_FIELDS) - {"lost", "temperature", "memory_used"}
 
 
 def test_eight_gpus_scenario_matches_values(fake) -> None:
@@ -971,7 +971,7 @@ def test_every_health_field_can_be_made_unsupported_live(fake, child) -> None:
     c = child()
     assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
     for field in build.HEALTH_FIELDS:
-        if field == "lost":
+        if field in ("lost", "memory_used"):  # memory_used: a basic reading (test below)
             continue
         fake.reset_health()
         fake.set_health(1, **{field: build.UNSUPPORTED})
@@ -1055,6 +1055,28 @@ def test_lost_gpu_applies_to_health_calls_and_recovers(fake, child) -> None:
     fake.set_health(0, lost=0)
     assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
     assert c.ask("basic")[0] == expected_device(H100, 0)
+
+
+def test_memory_used_follows_the_override_live(fake, child) -> None:
+    c = child()
+    assert c.ask("basic") == [expected_device(H100, 0), expected_device(L4, 1)]
+    fake.set_memory_used(0, 30 * 2**30)
+    basic0, basic1 = c.ask("basic")
+    assert basic0 == expected_device({**H100, "used": 30 * 2**30}, 0)  # v1 and v2, free too
+    assert basic1 == expected_device(L4, 1)  # the other GPU is untouched
+    fake.set_memory_used("*", 2**30)
+    assert c.ask("basic") == [
+        expected_device({**H100, "used": 2**30}, 0),
+        expected_device({**L4, "used": 2**30}, 1),
+    ]
+    fake.set_memory_used(1, 10 * L4["total"])  # never more than the board has
+    assert c.ask("basic")[1] == expected_device({**L4, "used": L4["total"]}, 1)
+    fake.set_health(1, memory_used=build.UNSUPPORTED)
+    basic1 = c.ask("basic")[1]
+    assert basic1["memory_v1"] == basic1["memory_v2"] == err("NotSupported", 3)
+    assert basic1["name"] == {"ok": L4["name"]}
+    fake.reset_health()
+    assert c.ask("basic") == [expected_device(H100, 0), expected_device(L4, 1)]
 
 
 def test_eight_gpus_one_lost(fake, child) -> None:

@@ -12,6 +12,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker.config import Settings
+from worker.http import usage_hook
 from worker.http.capacity import SlotLimiter
 from worker.http.document import ReportBuilder
 from worker.http.errors import LOGGED_PATH_KEY, ApiError, install_error_handlers, read_body
@@ -73,6 +74,7 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
     # shows as len > limit instead of being cut silently at the limit by werkzeug.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    usage_hook.configure(settings.usage_db_path)  # opened on first use, in each process
     reports = ReportBuilder(settings, readings)
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
     secret_token = settings.job_token

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.config import Settings
+from worker.residency.report import ModelResidency, ResidencyReport
 from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport, ModelEntry
 from worker.units import MIB, to_mib
@@ -59,8 +60,9 @@ def gpu_reasons(gpus: tuple[GpuReading, ...]) -> list[str]:
     return reasons
 
 
-def model_fields(model: ModelEntry) -> dict[str, Any]:
-    """One Ollama model as the document shows it."""
+def model_fields(model: ModelEntry, residency: ModelResidency | None = None) -> dict[str, Any]:
+    """One Ollama model as the document shows it, with the residency loop's view of it."""
+    residency = residency or ModelResidency(model.name)
     return {
         "name": model.name,
         "size_bytes": model.size_bytes,
@@ -74,6 +76,27 @@ def model_fields(model: ModelEntry) -> dict[str, Any]:
         "vram_bytes": model.vram_bytes,
         "vram_mb": to_mib(model.vram_bytes),
         "expires_at": model.expires_at,
+        "hot": residency.hot,
+        "pinned": residency.pinned,
+        "requests_last_hour": residency.requests_last_hour,
+        "last_used": residency.last_used,
+    }
+
+
+def residency_fields(report: ResidencyReport | None) -> dict[str, Any] | None:
+    """The residency loop's settings and last run (docs/residency.md); None before one."""
+    if report is None:
+        return None
+    return {
+        "enabled": report.enabled,
+        "vram_budget": report.budget_setting,
+        "vram_budget_mb": to_mib(report.budget_bytes),
+        "vram_used_mb": to_mib(report.vram_used_bytes),
+        "hot_requests": report.hot_requests,
+        "hot_window_seconds": report.hot_window_seconds,
+        "interval_seconds": report.interval_seconds,
+        "last_run_at": report.last_run_at,
+        "error": report.error,
     }
 
 
@@ -87,17 +110,21 @@ def _compact(value: object) -> str:
 
 
 class _EncodedOnce:
-    """Remembers the JSON of the last object it encoded (readings are immutable)."""
+    """Remembers the JSON of the last objects it encoded (readings are immutable)."""
 
-    def __init__(self, encode: Callable[[Any], str]) -> None:
+    def __init__(self, encode: Callable[..., str]) -> None:
         self._encode = encode
-        self._last: tuple[object, str] | None = None
+        self._last: tuple[tuple[object, ...], str] | None = None
 
-    def __call__(self, data: object) -> str:
+    def __call__(self, *data: object) -> str:
         last = self._last
-        if last is not None and last[0] is data:
+        if (
+            last is not None
+            and len(last[0]) == len(data)
+            and all(a is b for a, b in zip(last[0], data, strict=True))
+        ):
             return last[1]
-        encoded = self._encode(data)
+        encoded = self._encode(*data)
         self._last = (data, encoded)  # one atomic assignment: safe across greenlets
         return encoded
 
@@ -106,8 +133,11 @@ def _encode_gpus(report: GpuReport | None) -> str:
     return _compact([] if report is None else [gpu_fields(gpu) for gpu in report.gpus])
 
 
-def _encode_models(catalogue: Catalogue | None) -> str:
-    return _compact([] if catalogue is None else [model_fields(m) for m in catalogue.models])
+def _encode_models(catalogue: Catalogue | None, residency: ResidencyReport | None) -> str:
+    if catalogue is None:
+        return "[]"
+    found = {} if residency is None else {m.name: m for m in residency.models}
+    return _compact([model_fields(m, found.get(m.name)) for m in catalogue.models])
 
 
 class ReportBuilder:
@@ -128,12 +158,16 @@ class ReportBuilder:
     def render(self, agent_id: str) -> str:
         """The report as JSON text: the seed's fields first (same names), then the detail."""
         views = self._readings.views()
-        key = tuple((view.data, view.status, view.reason, view.read_at) for view in views)
+        residency = self._readings.residency(refresh=False)  # views() just refreshed
+        key = (
+            *((view.data, view.status, view.reason, view.read_at) for view in views),
+            (residency,),
+        )
         cached = self._template
         if cached is not None and _same_key(cached[0], key):
             parts = cached[1]
         else:
-            parts = self._cut_template(views)
+            parts = self._cut_template(views, residency)
             self._template = (key, parts)
         gpu_view, ollama_view = views
         return "".join(
@@ -151,7 +185,9 @@ class ReportBuilder:
         )
 
     def _cut_template(
-        self, views: tuple[SourceView[GpuReport], SourceView[Catalogue]]
+        self,
+        views: tuple[SourceView[GpuReport], SourceView[Catalogue]],
+        residency: ResidencyReport | None,
     ) -> tuple[str, ...]:
         """The document for `views` with gaps where the per-request values go."""
         gpu_view, ollama_view = views
@@ -180,11 +216,12 @@ class ReportBuilder:
             "model_present": any(model.name == self._model_name for model in models),
             "ollama_version": catalogue.version if catalogue is not None else None,
             "sources": {view.name: {**view.as_dict(), "age_seconds": _GAP} for view in views},
+            "residency": residency_fields(residency),
         }
         tail = (
             _compact(rest)
             .replace(_compact(_GAP_GPUS), self._gpus_json(gpu_report))
-            .replace(_compact(_GAP_MODELS), self._models_json(catalogue))
+            .replace(_compact(_GAP_MODELS), self._models_json(catalogue, residency))
         )
         before_time, after_time = middle[1:].split(_GAP_JSON)
         pieces = tail[1:].split(_GAP_JSON)

@@ -24,11 +24,12 @@ from typing import Any
 from flask import Flask, Request, Response, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from worker.http.gpu_health_metrics import GPU_LABELS, health_metrics
 from worker.registration.state import read_live_runner_state, read_registration_state
+from worker.residency.report import ResidencyReport
 from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport
 
@@ -56,6 +57,9 @@ LATENCY_BUCKETS = (
 SOURCE_STATUSES = ("ok", "stale", "unavailable", "pending")
 REGISTRATION_LABELS = ("orchestrator", "capability")
 LIVE_RUNNER_LABELS = ("orchestrator", "capability")
+# Every reason the residency loop can give (worker/residency/decide.py), shown from 0.
+RESIDENCY_REASONS = {"load": ("hot", "pinned", "keep_hot"), "unload": ("over_budget", "make_room")}
+RESIDENCY_RESULTS = ("ok", "failed")
 
 # Used directly only in single-process mode; in multiprocess mode the values go to files.
 _REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
@@ -297,6 +301,62 @@ def live_runner_metrics(
     yield from _with_samples(registered, ready, info, last, age, failures)
 
 
+def residency_metrics(report: ResidencyReport | None) -> Iterator[Metric]:
+    """The residency loop's loads and unloads by reason, its budget and its view per model."""
+    if report is None:
+        return
+    families = {
+        kind: CounterMetricFamily(
+            f"agent_net_residency_{kind}s",
+            f"Model {kind}s the residency loop asked Ollama for, by reason and result"
+            " (counted by the sampler process since it started).",
+            labels=["reason", "result"],
+        )
+        for kind in RESIDENCY_REASONS
+    }
+    counts = {(c.action, c.reason, c.result): c.count for c in report.counts}
+    for kind, reasons in RESIDENCY_REASONS.items():
+        known = {(kind, reason, result) for reason in reasons for result in RESIDENCY_RESULTS}
+        extra = {key for key in counts if key[0] == kind} - known
+        for key in sorted(known | extra):
+            families[kind].add_metric([key[1], key[2]], float(counts.get(key, 0)))
+    yield from families.values()
+    runs = CounterMetricFamily("agent_net_residency_runs", "Residency loop intervals run.")
+    runs.add_metric([], float(report.runs))
+    yield runs
+    budget = _gauge(
+        "agent_net_residency_vram_budget_bytes",
+        "VRAM the residency loop keeps models within (VRAM_BUDGET over every GPU).",
+    )
+    if report.budget_bytes is not None:
+        budget.add_metric([], float(report.budget_bytes))
+    duration = _gauge(
+        "agent_net_residency_last_run_seconds", "How long the last residency interval took."
+    )
+    if report.last_run_seconds is not None:
+        duration.add_metric([], report.last_run_seconds)
+    hot = _gauge(
+        "agent_net_residency_model_hot",
+        "1 when the model is kept loaded (hot or pinned).",
+        ["model"],
+    )
+    pinned = _gauge("agent_net_residency_model_pinned", "1 when the model is pinned.", ["model"])
+    requests = _gauge(
+        "agent_net_residency_model_requests_last_hour",
+        "Requests recorded for the model in the last hour.",
+        ["model"],
+    )
+    jobs = _gauge(
+        "agent_net_residency_model_running_jobs", "Jobs running on the model now.", ["model"]
+    )
+    for model in report.models:
+        hot.add_metric([model.name], 1.0 if model.hot else 0.0)
+        pinned.add_metric([model.name], 1.0 if model.pinned else 0.0)
+        requests.add_metric([model.name], float(model.requests_last_hour))
+        jobs.add_metric([model.name], float(model.running_jobs))
+    yield from _with_samples(budget, duration, hot, pinned, requests, jobs)
+
+
 class ReadingsCollector:
     """Collects the published readings and the registration state per scrape."""
 
@@ -309,6 +369,7 @@ class ReadingsCollector:
         yield from gpu_metrics(gpu_view)
         yield from ollama_metrics(ollama_view)
         yield from source_metrics((gpu_view, ollama_view))
+        yield from residency_metrics(self._readings.residency(refresh=False))
         yield from registration_metrics(read_registration_state(self._runtime_dir))
         yield from live_runner_metrics(read_live_runner_state(self._runtime_dir))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.config import ConfigError, Settings, load_settings
+from worker.residency.loop import ResidencyLoop
 from worker.runtime import PARENT_VARIABLE, runtime_dir_from_env
 from worker.sampling.nvml import GpuReader
 from worker.sampling.ollama_catalogue import OllamaReader
@@ -53,21 +54,27 @@ class Sampler:
             timeout=settings.ollama_timeout_seconds,
             on_change=self.publisher.publish,
         )
+        self.residency = ResidencyLoop(
+            settings, lambda: (self.nvml.state, self.ollama.state), self.publisher.publish
+        )
 
     def _document(self) -> dict[str, Any]:
         return {
             "sources": {
                 "nvml": self.nvml.as_json(GpuReport.as_json),
                 "ollama": self.ollama.as_json(Catalogue.as_json),
-            }
+            },
+            "residency": self.residency.as_json(),
         }
 
     def start(self) -> None:
         self.publisher.publish()  # the pid first: workers see "pending", not "not started"
         self.nvml.start()
         self.ollama.start()
+        self.residency.start()
 
     def stop(self) -> None:
+        self.residency.stop()
         self.nvml.stop()
         self.ollama.stop()
         self._ollama_reader.close()

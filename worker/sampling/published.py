@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from worker.residency.report import ResidencyReport
 from worker.runtime import write_json_atomically
 from worker.sampling.readings import Catalogue, GpuReport
 
@@ -98,6 +99,7 @@ class _Source(Generic[T]):
 class _Loaded:
     sampler_pid: int | None
     sources: Mapping[str, _Source[Any]]
+    residency: ResidencyReport | None = None
 
 
 _NOTHING = _Loaded(None, {})
@@ -134,6 +136,11 @@ class Readings:
     @property
     def sampler_pid(self) -> int | None:
         return self._refresh().sampler_pid
+
+    def residency(self, refresh: bool = True) -> ResidencyReport | None:
+        """The residency loop's last published run (None before the first, or if absent);
+        `refresh=False` skips the file check (right after `views()`, which made it)."""
+        return (self._refresh() if refresh else self._loaded).residency
 
     def sampler_running(self) -> bool:
         """True while the process that published the readings is alive."""
@@ -204,7 +211,9 @@ def _load(path: Path) -> _Loaded | None:
                 in_flight_since=raw.get("in_flight_since"),
                 timeout=float(raw["timeout"]),
             )
-        return _Loaded(int(document["sampler_pid"]), sources)
+        raw_residency = document.get("residency")
+        residency = None if raw_residency is None else ResidencyReport.from_json(raw_residency)
+        return _Loaded(int(document["sampler_pid"]), sources, residency)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

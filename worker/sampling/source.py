@@ -36,6 +36,7 @@ class SourceState(Generic[T]):
     error: str | None = None
     attempts: int = 0
     in_flight_since: float | None = None
+    read_started_at: float | None = None  # when the read that gave `data` began
 
 
 class SourceSampler(Generic[T]):
@@ -80,7 +81,14 @@ class SourceSampler(Generic[T]):
         except Exception as unexpected:  # a bug or an API change must not kill the thread
             self._publish_failure(previous, f"unexpected {type(unexpected).__name__}")
         else:
-            self.state = SourceState(data, self._clock(), time.time(), None, previous.attempts + 1)
+            self.state = SourceState(
+                data,
+                self._clock(),
+                time.time(),
+                None,
+                previous.attempts + 1,
+                read_started_at=self.state.in_flight_since,
+            )
             if self._logged_error is not None:
                 log.info("source_recovered source=%s", self.name)
                 self._logged_error = None
@@ -88,7 +96,12 @@ class SourceSampler(Generic[T]):
 
     def _publish_failure(self, previous: SourceState[T], reason: str) -> None:
         self.state = SourceState(
-            previous.data, previous.ok_at, previous.ok_at_wall, reason, previous.attempts + 1
+            previous.data,
+            previous.ok_at,
+            previous.ok_at_wall,
+            reason,
+            previous.attempts + 1,
+            read_started_at=previous.read_started_at,
         )
         if reason != self._logged_error:
             log.warning("source_unavailable source=%s reason=%r", self.name, reason)

@@ -16,6 +16,7 @@ The scenarios, values and environment variables are documented at the top of
     # child = subprocess.Popen([...], env=fake_nvml.env())
     # fake_nvml.set_scenario("hang"); ...; fake_nvml.calls()
     # fake_nvml.set_health(0, clocks_event_reasons=0x40, fan_speed=UNSUPPORTED)
+    # fake_nvml.set_memory_used(0, 30 * 2**30)  # e.g. following Ollama's loaded set
     # fake_nvml.inject_xid(1, 79)   # a waiting nvmlEventSetWait_v2 returns it
 
 Health readings (clocks, ECC, PCIe, processes, ...) have per-GPU defaults in
@@ -96,6 +97,7 @@ HEALTH_FIELDS = (
     "supported_events",
     "processes",
     "lost",
+    "memory_used",
 )
 # Values set_health accepts besides integers: the call then returns 3 / 4.
 UNSUPPORTED = "unsupported"
@@ -374,6 +376,10 @@ class FakeNvml:
         """Set GPU ``gpu``'s compute processes: (pid, used bytes or None = not available)."""
         items = [f"{pid}:{'na' if used is None else int(used)}" for pid, used in processes]
         add_health_lines(self._health_file(), [f"{gpu} processes {','.join(items) or 'none'}"])
+
+    def set_memory_used(self, gpu: int | str, used_bytes: int) -> None:
+        """GPU ``gpu``'s memory used from the next call (capped at its total)."""
+        self.set_health(gpu, memory_used=int(used_bytes))
 
     def reset_health(self) -> None:
         """Back to the built-in defaults for every GPU."""

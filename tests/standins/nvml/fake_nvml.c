@@ -107,7 +107,8 @@
  *   `no_permission` (4); a call reading several fields fails with the first failing
  *   one.  `processes` takes "PID:BYTES,PID:na,..." (na = NVML_VALUE_NOT_AVAILABLE)
  *   or `none`; `lost 1` makes every per-device query of that GPU return 15
- *   (`lost 0` finds it again); `temperature` also overrides GetTemperature.  A
+ *   (`lost 0` finds it again); `temperature` also overrides GetTemperature and
+ *   `memory_used` (bytes, at most the total) GetMemoryInfo(_v2)'s used (free follows).  A
  *   malformed line makes per-device queries return 999 (warning on stderr, once).
  *
  * XID events
@@ -460,6 +461,7 @@ typedef enum {
     F_SUPPORTED_EVENTS,
     F_PROCESSES,
     F_LOST,
+    F_MEMORY_USED,
     N_FIELDS,
 } field_t;
 
@@ -471,7 +473,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
     "retired_sbe", "retired_dbe", "retired_pending", "remap_corr", "remap_unc",
     "remap_pending", "remap_failure", "pcie_gen", "pcie_gen_max", "pcie_width",
     "pcie_width_max", "pcie_replay", "mig_current", "mig_pending", "supported_events",
-    "processes", "lost",
+    "processes", "lost", "memory_used",
 };
 
 #define MAX_PROCS 32
@@ -495,6 +497,7 @@ static void default_health(unsigned int index, scenario_t s, const fake_gpu *g, 
     int l4 = index == 1 && s != S_EIGHT_GPUS;
     unsigned long long *v = h->value;
     v[F_TEMPERATURE] = g->temperature_c;
+    v[F_MEMORY_USED] = g->used;
     v[F_CLOCKS_EVENT_REASONS] = l4 ? 0x1 : 0x0; /* L4 idle */
     v[F_CLOCK_SM] = l4 ? 210 : 1980;
     v[F_CLOCK_SM_MAX] = l4 ? 2040 : 1980;
@@ -885,18 +888,28 @@ EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned 
     return r != NVML_SUCCESS ? r : copy_string(uuid, length, g->uuid);
 }
 
+/* Memory used: the GPU's default or the `memory_used` override, capped at what is free. */
+static unsigned long long memory_used(const fake_gpu *g, const health_t *h) {
+    unsigned long long used = h->value[F_MEMORY_USED];
+    unsigned long long room = g->total - g->reserved;
+    return used > room ? room : used;
+}
+
 EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory) {
     log_call(__func__);
     const fake_gpu *g;
     scenario_t s;
-    nvmlReturn_t r = device_query(device, &g, &s);
+    health_t h;
+    nvmlReturn_t r = device_query_h(device, &g, &s, &h);
     if (r != NVML_SUCCESS)
         return r;
     if (!memory)
         return NVML_ERROR_INVALID_ARGUMENT;
+    if (h.state[F_MEMORY_USED] != NVML_SUCCESS)
+        return h.state[F_MEMORY_USED];
     /* v1 semantics: used includes reserved (0 here) */
     memory->total = g->total;
-    memory->used = g->used + g->reserved;
+    memory->used = memory_used(g, &h) + g->reserved;
     memory->free = g->total - memory->used;
     return NVML_SUCCESS;
 }
@@ -905,17 +918,20 @@ EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v
     log_call(__func__);
     const fake_gpu *g;
     scenario_t s;
-    nvmlReturn_t r = device_query(device, &g, &s);
+    health_t h;
+    nvmlReturn_t r = device_query_h(device, &g, &s, &h);
     if (r != NVML_SUCCESS)
         return r;
     if (!memory)
         return NVML_ERROR_INVALID_ARGUMENT;
     if (memory->version != nvmlMemory_v2)
         return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (h.state[F_MEMORY_USED] != NVML_SUCCESS)
+        return h.state[F_MEMORY_USED];
     memory->total = g->total;
     memory->reserved = g->reserved;
-    memory->used = g->used;
-    memory->free = g->total - g->reserved - g->used;
+    memory->used = memory_used(g, &h);
+    memory->free = g->total - g->reserved - memory->used;
     return NVML_SUCCESS;
 }
 
