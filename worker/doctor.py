@@ -474,10 +474,10 @@ def check_tls(settings: Settings, url: str) -> Check:
             return Check("tls", url, WARNING, detail, "run the doctor again once it answers")
         trust = f"the CA bundle {bundle}" if bundle else "the system's CAs"
         if verify is False:
-            what = "self-signed" if exc.verify_code in _SELF_SIGNED else "untrusted"
+            what = "self-signed certificate" if exc.verify_code in _SELF_SIGNED else str(exc)
             detail = (
-                f"{what} certificate ({exc}), not verified by the worker"
-                " (ORCH_TLS_VERIFY is off): anyone at this address would get ORCH_SECRET"
+                f"{what}, not verified by the worker (ORCH_TLS_VERIFY is off): a machine"
+                " in the middle could read ORCH_SECRET"
             )
             fix = (
                 f"to verify it, save the orchestrator's certificate ({_fetch_cert_command(where)})"
