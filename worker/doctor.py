@@ -442,12 +442,16 @@ def _unreachable_fix(exc: Unanswered, url: str, where: str) -> str:
     if exc.kind == "tls":
         return f"{where} does not speak TLS: use http:// in ORCH_URL or the orchestrator's port"
     if exc.kind == "not_http" and url.startswith("http:"):
-        return f"{where} may serve TLS only (go-livepeer does): use https:// in ORCH_URL"
+        return f"{where} may serve TLS only (go-livepeer does by default): use https:// in ORCH_URL"
     return f"check that ORCH_URL ({url}) is the orchestrator's address"
 
 
-def _fetch_cert_command(where: str) -> str:
-    return f"openssl s_client -connect {where} </dev/null | openssl x509 > orchestrator.pem"
+# go-livepeer writes a new self-signed certificate at every start: a copy taken once goes
+# stale, the file in its data directory does not (README: "TLS: why verification is off").
+CA_BUNDLE_FIX = (
+    "mount the orchestrator's <dataDir>/cert.pem into the worker and set ORCH_CA_BUNDLE to"
+    " it, with ORCH_URL naming the host of its -serviceAddr"
+)
 
 
 def check_tls(settings: Settings, url: str) -> Check:
@@ -460,8 +464,7 @@ def check_tls(settings: Settings, url: str) -> Check:
             url,
             WARNING,
             "plain http: registration and ORCH_SECRET travel unencrypted",
-            f"use https:// in ORCH_URL (go-livepeer serves TLS only) unless {where} is"
-            " a trusted local stand-in",
+            f"use https:// in ORCH_URL unless the network to {where} is trusted",
         )
     verify = settings.tls_verify
     bundle = verify if isinstance(verify, str) else None
@@ -479,14 +482,9 @@ def check_tls(settings: Settings, url: str) -> Check:
                 f"{what}, not verified by the worker (ORCH_TLS_VERIFY is off): a machine"
                 " in the middle could read ORCH_SECRET"
             )
-            fix = (
-                f"to verify it, save the orchestrator's certificate ({_fetch_cert_command(where)})"
-                " and set ORCH_CA_BUNDLE to that file"
-            )
-            return Check("tls", url, WARNING, detail, fix)
+            return Check("tls", url, WARNING, detail, f"to verify it: {CA_BUNDLE_FIX}")
         detail = f"the worker verifies TLS with {trust} and it fails: {exc}"
-        fix = f"set ORCH_CA_BUNDLE to the orchestrator's certificate ({_fetch_cert_command(where)})"
-        return Check("tls", url, FAIL, detail, fix)
+        return Check("tls", url, FAIL, detail, CA_BUNDLE_FIX)
     if verify is False:
         return Check(
             "tls",

@@ -245,3 +245,24 @@ def test_invalid_settings_fail_with_the_message_and_json_shape(
     settings = run.checks()["settings"]
     assert settings["verdict"] == "fail" and "ORCH_SECRET" in settings["detail"]
     assert run.checks()["worker"]["verdict"] == "skip"
+
+
+def test_a_self_signed_certificate_is_noted_and_fails_when_the_worker_verifies(
+    orchestrators: Callable[..., StandinProcess], no_nvml_dir: Path, here: Path
+) -> None:
+    orch = orchestrators(tls=True)
+    plain = orch.url.replace("https://", "http://")
+    base = {"LD_LIBRARY_PATH": str(no_nvml_dir), "ORCH_SECRET": ORCH_SECRET}
+
+    unverified = run_doctor(clean_env(**base, ORCH_URL=orch.url, ORCH_TLS_VERIFY="false"), here)
+    line = unverified.line(f"tls {orch.url}")
+    assert line.startswith("warning ") and "self-signed certificate" in line
+    assert "set ORCH_CA_BUNDLE" in line
+
+    verified = run_doctor(clean_env(**base, ORCH_URL=orch.url, ORCH_TLS_VERIFY="true"), here)
+    line = verified.line(f"tls {orch.url}")
+    assert line.startswith("fail ") and "set ORCH_CA_BUNDLE" in line
+
+    wrong_scheme = run_doctor(clean_env(**base, ORCH_URL=plain), here)
+    line = wrong_scheme.line(f"orchestrator {plain}")
+    assert line.startswith("fail ") and "use https://" in line
