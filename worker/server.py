@@ -23,6 +23,8 @@ log = logging.getLogger("agent_net.server")
 # Leave room inside Docker's default 10 s stop grace period for unregistering.
 GRACEFUL_TIMEOUT_SECONDS = 5
 CHILDREN_STOP_TIMEOUT_SECONDS = 4.0
+# gunicorn's own gthread worker; gevent's with a quick stop that prints no traceback.
+WORKER_CLASSES = {"gthread": "gthread", "gevent": "worker.http.gevent_worker.QuietGeventWorker"}
 # How long a new HTTP worker waits for the sampler's first readings beyond the sources'
 # own timeouts (the sampler process needs a moment to start and import its readers).
 FIRST_READINGS_GRACE_SECONDS = 3.0
@@ -102,7 +104,7 @@ class WorkerServer(BaseApplication):
         options: dict[str, Any] = {
             "bind": [_bind_address(settings.worker_host, settings.worker_port)],
             "workers": settings.worker_workers,
-            "worker_class": settings.worker_class,
+            "worker_class": WORKER_CLASSES[settings.worker_class],
             "timeout": 30,
             "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
             "keepalive": 5,

@@ -301,6 +301,31 @@ def test_worker_dockerfile_contract() -> None:
     assert ignored[0] == "*" and "!worker/" in ignored and "!tests/" not in ignored
 
 
+def test_the_image_installs_the_agent_net_console_script() -> None:
+    """`docker compose exec worker agent-net doctor`: pip writes the script into the venv
+    that the runtime stage copies, and that venv's bin is on PATH."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["agent-net"] == "worker.cli:main"
+    ins = _instructions("Dockerfile")
+    last_from = max(i for i, (w, _) in enumerate(ins) if w == "FROM")
+    build, runtime = ins[:last_from], ins[last_from:]
+    copied = [i for i, (w, rest) in enumerate(build) if w == "COPY" and "worker/" in rest.split()]
+    installs = [
+        i
+        for i, (w, rest) in enumerate(build)
+        if w == "RUN"
+        and "--python /opt/agent-net/bin/python install" in rest
+        and "-e" not in rest
+        and rest.rstrip().endswith(" .")
+    ]
+    assert copied and installs and installs[-1] > copied[-1], "the package is installed (not -e)"
+    assert ("COPY", "--from=build /opt/agent-net /opt/agent-net") in runtime
+    envs = " ".join(rest for word, rest in runtime if word == "ENV")
+    assert "PATH=/opt/agent-net/bin:$PATH" in envs
+
+
 def test_ollama_dockerfile_contract() -> None:
     ins = _instructions("ollama/Dockerfile")
     arg = next(rest for word, rest in ins if word == "ARG" and "OLLAMA_BASE_IMAGE" in rest)

@@ -79,9 +79,13 @@ def post_json(
 
 
 def spawn_logged(
-    command: list[str], log_path: Path, env: Mapping[str, str] | None = None
+    command: list[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start `command` in the repository root with stdout and stderr appended to `log_path`."""
+    """Start `command` in the repository root with stdout and stderr appended to `log_path`
+    (with `new_session`, in a session and process group of its own, led by it)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
             command,
@@ -89,6 +93,7 @@ def spawn_logged(
             env=None if env is None else dict(env),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
 
 
@@ -126,8 +131,10 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait_ready: bool = True) -> WorkerProcess:
-        self.process = spawn_logged([sys.executable, "-m", "worker"], self.log_path, self.env)
+    def start(self, wait_ready: bool = True, new_session: bool = False) -> WorkerProcess:
+        self.process = spawn_logged(
+            [sys.executable, "-m", "worker"], self.log_path, self.env, new_session
+        )
         if wait_ready:
             self.wait_ready()
         return self

@@ -18,6 +18,8 @@ WORKER_MODULES = [
     "worker.registration.process",
     "worker.http.metrics",
     "worker.sampling.process",
+    "worker.cli",  # agent-net doctor runs in the image, which has no payments package
+    "worker.doctor",
 ]
 
 
