@@ -259,10 +259,12 @@ def test_openmetrics_is_served_when_asked_for(start_worker, ollama: OllamaStandI
         )
 
     # On a loaded machine a reading can be briefly stale: wait for Ollama to show as up.
-    status, headers, body = wait_for(
-        lambda: (answer := scrape_openmetrics())[0] == 200
-        and "agent_net_ollama_up 1.0" in answer[2].decode()
-        and answer,
+    _status, headers, body = wait_for(
+        lambda: (
+            (answer := scrape_openmetrics())[0] == 200
+            and "agent_net_ollama_up 1.0" in answer[2].decode()
+            and answer
+        ),
         15,
         what="Ollama up in the OpenMetrics scrape",
     )
