@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker.agents import Agent
 from worker.config import Settings
+from worker.http.admission import catalogue_entry
+from worker.http.capacity import SlotLimiter
 from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport, ModelEntry
 from worker.units import MIB, to_mib
@@ -56,6 +59,19 @@ def model_fields(model: ModelEntry) -> dict[str, Any]:
         "vram_bytes": model.vram_bytes,
         "vram_mb": to_mib(model.vram_bytes),
         "expires_at": model.expires_at,
+    }
+
+
+def agent_fields(agent: Agent, catalogue: Catalogue | None) -> dict[str, Any]:
+    """One agent as the document shows it, without `jobs_running` (filled per request)."""
+    entry = catalogue_entry(catalogue, agent.model)
+    return {
+        "name": agent.name,
+        "model": agent.model,
+        "on_disk": entry is not None,
+        "loaded": entry is not None and entry.loaded,
+        "vram_mb": to_mib(entry.vram_bytes) if entry is not None and entry.loaded else None,
+        "capacity": agent.capacity,
     }
 
 
@@ -100,12 +116,20 @@ class ReportBuilder:
     whose gaps each request fills: a request encodes four small values, not a document.
     """
 
-    def __init__(self, settings: Settings, readings: Readings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        readings: Readings,
+        agents: tuple[Agent, ...] = (),
+        limiters: dict[str, SlotLimiter] | None = None,
+    ) -> None:
         self._model_name = settings.ollama_model
         self._readings = readings
+        self._agents = agents
+        self._limiters = limiters or {}
         self._gpus_json = _EncodedOnce(_encode_gpus)
         self._models_json = _EncodedOnce(_encode_models)
-        self._template: tuple[object, tuple[str, ...]] | None = None
+        self._template: tuple[object, tuple[str, ...], tuple[str, ...]] | None = None
 
     def render(self, agent_id: str) -> str:
         """The report as JSON text: the seed's fields first (same names), then the detail."""
@@ -113,10 +137,11 @@ class ReportBuilder:
         key = tuple((view.data, view.status, view.reason, view.read_at) for view in views)
         cached = self._template
         if cached is not None and _same_key(cached[0], key):
-            parts = cached[1]
+            parts, agents = cached[1], cached[2]
         else:
             parts = self._cut_template(views)
-            self._template = (key, parts)
+            agents = tuple(_compact(agent_fields(a, views[1].data))[:-1] for a in self._agents)
+            self._template = (key, parts, agents)
         gpu_view, ollama_view = views
         return "".join(
             (
@@ -129,8 +154,23 @@ class ReportBuilder:
                 parts[3],
                 _age(ollama_view.age_seconds),
                 parts[4],
+                self._agents_json(agent_id, agents),
+                parts[5],
             )
         )
+
+    def _agents_json(self, agent_id: str, encoded: tuple[str, ...]) -> str:
+        """The agents with their running jobs now; the one `agent_id` names comes first."""
+        items = []
+        for agent, head in zip(self._agents, encoded, strict=True):
+            limiter = self._limiters.get(agent.name)
+            running = limiter.in_use() if limiter is not None else 0
+            item = f'{head},"jobs_running":{running}}}'
+            if agent.name == agent_id:
+                items.insert(0, item)
+            else:
+                items.append(item)
+        return "[" + ",".join(items) + "]"
 
     def _cut_template(
         self, views: tuple[SourceView[GpuReport], SourceView[Catalogue]]
@@ -162,6 +202,7 @@ class ReportBuilder:
             "model_present": any(model.name == self._model_name for model in models),
             "ollama_version": catalogue.version if catalogue is not None else None,
             "sources": {view.name: {**view.as_dict(), "age_seconds": _GAP} for view in views},
+            "agents": _GAP,
         }
         tail = (
             _compact(rest)
@@ -176,6 +217,7 @@ class ReportBuilder:
             after_time[:-1] + "," + pieces[0],
             pieces[1],
             pieces[2],
+            pieces[3],
         )
 
 

@@ -2,9 +2,10 @@
 
 The gunicorn master spawns `python -m worker.registration` once the server listens
 (worker/supervisor.py) and restarts it if it dies. It waits until the worker answers
-`/healthz`, then runs one `Keeper` thread per orchestrator. On SIGTERM or SIGINT, or when
-its parent dies, it unregisters from every orchestrator in parallel and exits. Each
-orchestrator's state goes to `<runtime_dir>/registration.json` for `/readyz`.
+`/healthz`, then runs one `Keeper` thread per (orchestrator, capability): the GPU-check
+capability and every agent (worker/agents.py). On SIGTERM or SIGINT, or when its parent
+dies, it unregisters each of them in parallel and exits. Each pair's state goes to
+`<runtime_dir>/registration.json` for `/readyz` and `/metrics`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import requests
 
+from worker.agents import Agent, load_agents
 from worker.config import ConfigError, Settings, load_settings
-from worker.registration.byoc import OrchestratorClient, capability_for
+from worker.registration.byoc import OrchestratorClient, capabilities_for
 from worker.registration.keeper import (
     SHUTDOWN_LOCK_WAIT_SECONDS,
     UNREGISTER_TIMEOUT,
@@ -68,6 +70,7 @@ def run(
     runtime_dir: Path,
     stopping: threading.Event,
     parent_alive: Callable[[], bool],
+    agents: tuple[Agent, ...] | None = None,
 ) -> int:
     """The registrar's whole life; returns when `stopping` is set or the parent is gone."""
     targets = settings.orchestrators
@@ -75,11 +78,18 @@ def run(
     if not targets or secret is None:
         log.info('registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"')
         return 0
+    if agents is None:
+        agents = load_agents(settings)
+    pairs = [
+        (target, capability)
+        for target in targets
+        for capability in capabilities_for(settings, target, agents)
+    ]
     state = StateFile(
         runtime_dir,
         [
-            OrchestratorState(orchestrator=target.url, capability=target.capability_name)
-            for target in targets
+            OrchestratorState(orchestrator=target.url, capability=capability.name)
+            for target, capability in pairs
         ],
     )
     verify = settings.tls_verify
@@ -97,12 +107,12 @@ def run(
         Keeper(
             index,
             OrchestratorClient(target.url, secret.get_secret_value(), verify=verify),
-            capability_for(settings, target),
+            capability,
             state,
             stopping,
             interval=settings.register_interval_seconds,
         )
-        for index, target in enumerate(targets)
+        for index, (target, capability) in enumerate(pairs)
     ]
     watcher = threading.Thread(target=_watch_parent, args=(stopping, parent_alive), daemon=True)
     watcher.start()
@@ -119,7 +129,7 @@ def run(
         closer.start()
     for closer in closers:
         closer.join(max(0.0, deadline - time.monotonic()) + 0.2)
-    log.info("registrar_stopped orchestrators=%d", len(keepers))
+    log.info("registrar_stopped orchestrators=%d capabilities=%d", len(targets), len(keepers))
     return 0
 
 
@@ -136,6 +146,7 @@ def main() -> int:
 
     try:
         settings = load_settings(os.environ)
+        agents = load_agents(settings)
     except ConfigError as error:
         print(f"agent-net registrar: {error}", file=sys.stderr)
         return 2
@@ -150,7 +161,7 @@ def main() -> int:
     result: list[int] = []
     body = threading.Thread(
         target=lambda: result.append(
-            run(settings, runtime_dir, stopping, lambda: os.getppid() == parent)
+            run(settings, runtime_dir, stopping, lambda: os.getppid() == parent, agents)
         ),
         name="registrar",
     )
