@@ -70,7 +70,7 @@ class OllamaChat:
             )
             self._settimeout()
             response = self._conn.getresponse()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TimeLimit from None
         except (OSError, http.client.HTTPException) as exc:
             raise UpstreamError(self._why(exc)) from None
@@ -85,7 +85,7 @@ class OllamaChat:
             try:
                 self._settimeout()
                 line = response.readline(MAX_LINE_BYTES)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise TimeLimit from None
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 raise UpstreamError(self._why(exc)) from None
