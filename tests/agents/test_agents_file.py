@@ -110,7 +110,7 @@ def test_bad_toml_and_missing_files(tmp_path: Path) -> None:
     broken.write_text('[[agents]]\nname = "x\n')
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_agents(load_settings({"AGENTS_FILE": str(broken)}))
-    with pytest.raises(ConfigError, match="AGENTS_FILE: .* is not a readable file"):
+    with pytest.raises(ConfigError, match=r"AGENTS_FILE: .* is not a readable file"):
         load_settings({"AGENTS_FILE": str(tmp_path / "missing.toml")})
     top = tmp_path / "top.toml"
     top.write_text('agent = "x"\n')
@@ -120,7 +120,7 @@ def test_bad_toml_and_missing_files(tmp_path: Path) -> None:
 
 def test_the_shipped_example_is_valid_and_names_its_models() -> None:
     agents = load_agents(load_settings({"AGENTS_FILE": str(EXAMPLE)}))
-    assert [a.name for a in agents][0] == DEFAULT_AGENT_NAME
+    assert agents[0].name == DEFAULT_AGENT_NAME
     assert len(agents) >= 2
 
 

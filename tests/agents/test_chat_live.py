@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import socket
 import threading
 import time
@@ -207,7 +209,7 @@ def test_a_client_that_leaves_stops_the_generation_and_frees_its_slot(
         assert gen.client_gone_at is not None and gen.client_gone_at - left_at < 1.0
         # The slot is free again: the next job is admitted (not 503 at_capacity).
         ollama.configure(hang_before_first_token=False, tokens=2, token_interval=0.0)
-        status, answer = wait_for(
+        _, answer = wait_for(
             lambda: (lambda r: r if r[0] == 200 else None)(
                 post_json(f"{worker.url}/solo", {"messages": HELLO}, timeout=20)
             ),
@@ -327,18 +329,24 @@ def test_admission_refuses_with_503_and_retry_after_before_any_stream(
     ollama.set_mode("ok")
     wait_for(lambda: refused()[0] == 200, 10, what="admitted again")
 
-    fd = __import__("os").open(
-        worker_runtime_dir(worker) / f"agent-{AGENT}.slots", __import__("os").O_RDWR
-    )
+    # Hold both of the agent's slots from here, as two running jobs in other processes
+    # would (the last job frees its slot just after its [DONE]: wait for it).
+    fd = os.open(worker_runtime_dir(worker) / f"agent-{AGENT}.slots", os.O_RDWR)
     try:
-        import fcntl
+
+        def lock(slot: int) -> bool:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+            except OSError:
+                return False
+            return True
 
         for slot in range(2):
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+            wait_for(lambda slot=slot: lock(slot), 10, what=f"slot {slot} free")
         status, headers, body = refused()
         assert (status, body["error"], headers["Retry-After"]) == (503, "at_capacity", "1")
     finally:
-        __import__("os").close(fd)
+        os.close(fd)
     before = len(ollama.generations())
     assert refused()[0] == 200
     assert len(ollama.generations()) == before + 1

@@ -18,6 +18,7 @@ A client that leaves stops the generation upstream: a watcher sees the connectio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -230,6 +231,12 @@ class ChatJob:
         self.watch = ClientWatch(client, self.upstream.abort)
 
     # -- generation ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Send the request to Ollama now, while the answer's headers go out; a failure
+        shows when the pieces are read (sending is tried once more then)."""
+        with contextlib.suppress(TimeLimit, UpstreamError):
+            self.upstream.send()
+
     def pieces(self) -> Iterator[str]:
         """The text pieces as Ollama sends them; sets finish_reason, usage and outcome.
 
@@ -500,6 +507,7 @@ def register_chat_routes(
             raise
         if not chat.stream:
             return whole_answer(job)
+        job.start()
         return Response(
             EventStream(job),
             mimetype="text/event-stream",

@@ -3,9 +3,10 @@
 The seed's fields come first with their names unchanged (`status`, `agent_id`,
 `model_name`, `vram_usage_mb`, `total_models`, `timestamp`, `gpu_count`), then the detail.
 Memory is MiB (bytes / 2**20, as nvidia-smi shows it) in every `*_mb` field, power in
-watts, times in Unix seconds. The per-GPU and per-model parts change only when the
-sampler publishes a new reading, so they are encoded once per reading and spliced into
-every response; a request encodes only its own small fields.
+watts, times in Unix seconds. `agents` lists the agents (worker/agents.py) with their
+model's state in the catalogue and the jobs each runs now. The per-GPU and per-model
+parts change only when the sampler publishes a new reading, so they are encoded once per
+reading and spliced into every response; a request encodes only its own small fields.
 """
 
 from __future__ import annotations
@@ -111,9 +112,11 @@ def _encode_models(catalogue: Catalogue | None) -> str:
 class ReportBuilder:
     """Builds the /gpu-check JSON text for one app (one per gunicorn worker process).
 
-    Between two readings only `agent_id`, `timestamp` and the sources' ages change, so
-    the rest is encoded once per state (readings and statuses) and cut into a template
-    whose gaps each request fills: a request encodes four small values, not a document.
+    Between two readings only `agent_id`, `timestamp`, the sources' ages and the agents'
+    running jobs (and order) change, so the rest is encoded once per state (readings and
+    statuses) and cut into a template whose gaps each request fills: a request encodes a
+    few small values, not a document. Each agent's fields but `jobs_running` are encoded
+    once per state too; `jobs_running` is counted per request from the agent's slots.
     """
 
     def __init__(
