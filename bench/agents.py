@@ -4,6 +4,7 @@ Starts the Ollama stand-in (tests/standins/ollama_api.py, its own process, strea
 fixed reply at a set pace) and the real worker (`python -m worker`: gunicorn gevent, two
 processes, stand-in NVML) with one agent on the stand-in's loaded model. Then measures:
 
+- for reference, single `/gpu-check` requests: the cost of the worker's own hop;
 - time to first token (request sent to the first piece of text received), through the
   worker's `POST /<agent>` SSE against the stand-in's own `/api/chat` NDJSON, one request
   at a time, interleaved; the overhead is the difference of the two distributions' p50
@@ -213,6 +214,14 @@ def main() -> int:
             direct_ttft.append((arrivals[0] - sent) * 1000)
             sent, arrivals, _ = worker_stream(fast_worker.port)
             worker_ttft.append((arrivals[0] - sent) * 1000)
+
+        # For reference: one /gpu-check (the worker's hop without Ollama), same client.
+        gpu_check = []
+        for _ in range(args.requests):
+            conn, sent = post(fast_worker.port, "/gpu-check", {"agent_id": "bench"})
+            conn.getresponse().read()
+            gpu_check.append((time.perf_counter() - sent) * 1000)
+            conn.close()
 
         # 2. Tokens per second of paced streams.
         def speed(arrivals: list[float]) -> float:
