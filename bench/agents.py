@@ -54,17 +54,23 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def post(port: int, path: str, body: dict) -> tuple[http.client.HTTPConnection, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def post(
+    port: int, path: str, body: dict, conn: http.client.HTTPConnection | None = None
+) -> tuple[http.client.HTTPConnection, float]:
+    """Send `body`; on `conn` when given (keep-alive), else on a new connection."""
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     payload = json.dumps(body).encode()
     sent = time.perf_counter()
     conn.request("POST", path, payload, {"Content-Type": "application/json"})
     return conn, sent
 
 
-def direct_stream(port: int) -> tuple[float, list[float]]:
+def direct_stream(
+    port: int, keep: http.client.HTTPConnection | None = None
+) -> tuple[float, list[float]]:
     """(sent at, arrival time of each piece) from the stand-in's /api/chat."""
-    conn, sent = post(port, "/api/chat", {"model": MODEL, "messages": MESSAGES, "stream": True})
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    conn, sent = post(port, "/api/chat", body, keep)
     response = conn.getresponse()
     arrivals = []
     while line := response.readline():
@@ -73,13 +79,17 @@ def direct_stream(port: int) -> tuple[float, list[float]]:
             arrivals.append(time.perf_counter())
         if message.get("done"):
             break
-    conn.close()
+    response.read()
+    if keep is None:
+        conn.close()
     return sent, arrivals
 
 
-def worker_stream(port: int) -> tuple[float, list[float], bool]:
+def worker_stream(
+    port: int, keep: http.client.HTTPConnection | None = None
+) -> tuple[float, list[float], bool]:
     """(sent at, arrival of each piece, ended with [DONE]) from the worker's agent route."""
-    conn, sent = post(port, f"/{AGENT}", {"messages": MESSAGES, "stream": True})
+    conn, sent = post(port, f"/{AGENT}", {"messages": MESSAGES, "stream": True}, keep)
     response = conn.getresponse()
     arrivals, done = [], False
     while line := response.readline():
@@ -91,7 +101,9 @@ def worker_stream(port: int) -> tuple[float, list[float], bool]:
             break
         if b'"content":"' in data and b'"content":""' not in data:
             arrivals.append(time.perf_counter())
-    conn.close()
+    response.read()
+    if keep is None:
+        conn.close()
     return sent, arrivals, done
 
 
@@ -204,16 +216,28 @@ def main() -> int:
         wait_until(lambda: worker_stream(fast_worker.port)[2], 20, "agent admitted")
         wait_until(lambda: worker_stream(paced_worker.port)[2], 20, "agent admitted")
 
-        # 1. Time to first token, one at a time, interleaved.
-        direct_ttft, worker_ttft = [], []
+        # 1. Time to first token, one at a time, interleaved: on new connections, and on
+        #    kept-alive ones (as go-livepeer's HTTP client keeps them), one per path.
+        ttft: dict[str, tuple[list[float], list[float]]] = {"new": ([], []), "keep": ([], [])}
+        keep_direct = http.client.HTTPConnection("127.0.0.1", ollama_port, timeout=60)
+        keep_worker = http.client.HTTPConnection("127.0.0.1", fast_worker.port, timeout=60)
         for _ in range(20):  # warm-up
             direct_stream(ollama_port)
             worker_stream(fast_worker.port)
+            direct_stream(ollama_port, keep_direct)
+            worker_stream(fast_worker.port, keep_worker)
         for _ in range(args.requests):
-            sent, arrivals = direct_stream(ollama_port)
-            direct_ttft.append((arrivals[0] - sent) * 1000)
-            sent, arrivals, _ = worker_stream(fast_worker.port)
-            worker_ttft.append((arrivals[0] - sent) * 1000)
+            for mode, direct_conn, worker_conn in (
+                ("new", None, None),
+                ("keep", keep_direct, keep_worker),
+            ):
+                sent, arrivals = direct_stream(ollama_port, direct_conn)
+                ttft[mode][0].append((arrivals[0] - sent) * 1000)
+                sent, arrivals, _ = worker_stream(fast_worker.port, worker_conn)
+                ttft[mode][1].append((arrivals[0] - sent) * 1000)
+        keep_direct.close()
+        keep_worker.close()
+        direct_ttft, worker_ttft = ttft["keep"]
 
         # For reference: one /gpu-check (the worker's hop without Ollama), same client.
         gpu_check = []
@@ -250,13 +274,13 @@ def main() -> int:
     growth = rss_after - rss_before
     rows = [
         (
-            "TTFT overhead p50",
+            "TTFT overhead p50, keep-alive",
             f"{w50 - d50:.2f} ms",
             f"<= {TTFT_P50_MS:g} ms",
             w50 - d50 <= TTFT_P50_MS,
         ),
         (
-            "TTFT overhead p99",
+            "TTFT overhead p99, keep-alive",
             f"{w99 - d99:.2f} ms",
             f"<= {TTFT_P99_MS:g} ms",
             w99 - d99 <= TTFT_P99_MS,
@@ -275,9 +299,17 @@ def main() -> int:
             growth < RSS_GROWTH_MB,
         ),
     ]
+    print()
+    for mode, label in (("new", "new connections"), ("keep", "keep-alive")):
+        direct, worker = ttft[mode]
+        print(
+            f"TTFT ms, {label:15}  direct p50 {percentile(direct, 0.5):.2f}"
+            f" p99 {percentile(direct, 0.99):.2f}  |  worker p50 {percentile(worker, 0.5):.2f}"
+            f" p99 {percentile(worker, 0.99):.2f}  ({args.requests} each)"
+        )
     print(
-        f"\nTTFT ms  direct p50 {d50:.2f} p99 {d99:.2f}  |  worker p50 {w50:.2f} p99 {w99:.2f}"
-        f"  ({args.requests} each)"
+        f"/gpu-check ms (the worker's own hop, for reference) p50"
+        f" {percentile(gpu_check, 0.5):.2f} p99 {percentile(gpu_check, 0.99):.2f}"
     )
     print(
         f"tokens/s direct {statistics.median(direct_speed):.1f}  worker "

@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 
 from tests.agents.support import HELLO, agents_file, open_stream, read_events, stream
@@ -450,3 +451,27 @@ def test_metrics_and_gpu_check_show_each_agent(
         )
     finally:
         conn.close()
+
+
+def test_streams_one_after_another_on_one_kept_alive_connection(
+    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+) -> None:
+    """go-livepeer reuses its connections to the worker: the disconnect watcher must never
+    disturb the server reading the next request on the same connection."""
+    worker = start(start_worker, fake_nvml, ollama, WORKER_WORKERS="1")
+    host, _, port = worker.url.removeprefix("http://").partition(":")
+    conn = HTTPConnection(host, int(port), timeout=20)
+    try:
+        for _ in range(40):
+            conn.request(
+                "POST",
+                f"/{AGENT}",
+                json.dumps({"messages": HELLO, "stream": True}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            result = read_events(conn.getresponse())
+            assert result.status == 200 and result.payloads[-1] == "[DONE]"
+            assert len(result.pieces()) == 8
+    finally:
+        conn.close()
+    assert [g.outcome for g in ollama.generations()] == ["done"] * 40

@@ -18,9 +18,11 @@ A client that leaves stops the generation upstream: a watcher sees the connectio
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import json
 import logging
+import os
 import secrets
 import select
 import socket
@@ -173,24 +175,38 @@ class ClientWatch:
             threading.Thread(target=self._watch, name="client-watch", daemon=True).start()
 
     def _watch(self) -> None:
+        # Peek through a duplicate of the descriptor with the C-level socket type, which
+        # gevent does not patch: a peek that finds no data returns at once instead of
+        # waiting on the socket beside the server's own reader (gevent forbids two).
         sock = self._sock
         assert sock is not None
-        while not self._stop.is_set():
-            try:
-                readable, _, _ = select.select([sock], [], [], WATCH_INTERVAL_SECONDS)
+        try:
+            fd = sock.fileno()
+            raw = _socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([fd], [], [], WATCH_INTERVAL_SECONDS)
+                if self._stop.is_set():
+                    return
                 if not readable:
                     continue
-                if sock.recv(1, socket.MSG_PEEK) != b"":
-                    self._stop.wait(WATCH_INTERVAL_SECONDS)  # a pipelined request: not EOF
-                    continue
-            except BlockingIOError:
-                continue
-            except (OSError, ValueError):
-                pass
-            if not self._stop.is_set():
+                try:
+                    if raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"":
+                        self._stop.wait(WATCH_INTERVAL_SECONDS)  # a pipelined request
+                        continue
+                except BlockingIOError:
+                    continue  # the server read it meanwhile
+                except OSError:
+                    pass  # reset: gone too
                 self.gone = True
                 self._on_gone()
+                return
+        except (OSError, ValueError):
             return
+        finally:
+            raw.close()
 
     def stop(self) -> None:
         self._stop.set()
