@@ -237,7 +237,10 @@ def main() -> int:
                 ttft[mode][1].append((arrivals[0] - sent) * 1000)
         keep_direct.close()
         keep_worker.close()
-        direct_ttft, worker_ttft = ttft["keep"]
+        # The targets compare new connections: on a kept-alive connection the stand-in's
+        # own answers stall ~40 ms (its header and first-piece writes meet Nagle and
+        # delayed ACKs), so only the worker's keep-alive figures are shown, for reference.
+        direct_ttft, worker_ttft = ttft["new"]
 
         # For reference: one /gpu-check (the worker's hop without Ollama), same client.
         gpu_check = []
@@ -274,13 +277,13 @@ def main() -> int:
     growth = rss_after - rss_before
     rows = [
         (
-            "TTFT overhead p50, keep-alive",
+            "TTFT overhead p50",
             f"{w50 - d50:.2f} ms",
             f"<= {TTFT_P50_MS:g} ms",
             w50 - d50 <= TTFT_P50_MS,
         ),
         (
-            "TTFT overhead p99, keep-alive",
+            "TTFT overhead p99",
             f"{w99 - d99:.2f} ms",
             f"<= {TTFT_P99_MS:g} ms",
             w99 - d99 <= TTFT_P99_MS,
@@ -300,13 +303,17 @@ def main() -> int:
         ),
     ]
     print()
-    for mode, label in (("new", "new connections"), ("keep", "keep-alive")):
-        direct, worker = ttft[mode]
-        print(
-            f"TTFT ms, {label:15}  direct p50 {percentile(direct, 0.5):.2f}"
-            f" p99 {percentile(direct, 0.99):.2f}  |  worker p50 {percentile(worker, 0.5):.2f}"
-            f" p99 {percentile(worker, 0.99):.2f}  ({args.requests} each)"
-        )
+    direct, worker = ttft["new"]
+    print(
+        f"TTFT ms, new connections: direct p50 {percentile(direct, 0.5):.2f}"
+        f" p99 {percentile(direct, 0.99):.2f}  |  worker p50 {percentile(worker, 0.5):.2f}"
+        f" p99 {percentile(worker, 0.99):.2f}  ({args.requests} each)"
+    )
+    kept = ttft["keep"][1]
+    print(
+        f"TTFT ms, worker on one kept-alive connection: p50 {percentile(kept, 0.5):.2f}"
+        f" p99 {percentile(kept, 0.99):.2f} (the stand-in's direct keep-alive is not comparable)"
+    )
     print(
         f"/gpu-check ms (the worker's own hop, for reference) p50"
         f" {percentile(gpu_check, 0.5):.2f} p99 {percentile(gpu_check, 0.99):.2f}"
