@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Agent-Net Ollama entrypoint: start `ollama serve`, wait until it answers, pull
-# OLLAMA_MODEL only when it is missing (first start; later starts find it in the
-# ollama_data volume), then stay on the server. SIGTERM/SIGINT are forwarded to the
+# OLLAMA_MODEL and every agent's model (AGENTS_FILE, see models.sh) only when missing
+# (first start; later starts find them in the ollama_data volume), then stay on the server. SIGTERM/SIGINT are forwarded to the
 # server. A failed pull exits non-zero with the reason, so the service never turns
 # healthy (the health check also requires the model to be present).
 set -euo pipefail
 shopt -s extglob
 
-MODEL="${OLLAMA_MODEL:-}"
+MODEL=""  # the model being pulled, for the progress lines
 START_TIMEOUT="${OLLAMA_START_TIMEOUT_SECONDS:-120}"
+
+lib="$(dirname "$0")/agent-net-ollama-models"  # its name in the image
+[[ -f "$lib" ]] || lib="$(dirname "$0")/models.sh"
+# shellcheck source=models.sh
+source "$lib"
 
 log() { printf '%s agent-net-ollama: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 
@@ -99,11 +104,18 @@ until ollama list >/dev/null 2>&1; do
 done
 log "ollama serve answers"
 
-if [[ -z "$MODEL" ]]; then
-  log "OLLAMA_MODEL is empty: serving without pulling a model"
-elif ollama show "$MODEL" >/dev/null 2>&1; then
-  log "model $MODEL already present in ${OLLAMA_MODELS:-the model store}; not pulling"
-else
+if [[ -n "${AGENTS_FILE:-}" && ! -r "$AGENTS_FILE" ]]; then
+  log "WARNING: AGENTS_FILE=$AGENTS_FILE cannot be read; pulling OLLAMA_MODEL only"
+fi
+mapfile -t models < <(wanted_models)
+if (( ${#models[@]} == 0 )); then
+  log "OLLAMA_MODEL is empty and no agent names a model: serving without pulling a model"
+fi
+for MODEL in "${models[@]}"; do
+  if ollama show "$MODEL" >/dev/null 2>&1; then
+    log "model $MODEL already present in ${OLLAMA_MODELS:-the model store}; not pulling"
+    continue
+  fi
   log "model $MODEL is missing: pulling it now (first start; codellama:34b-instruct-q4_k_m is about 20 GB)"
   pull_model &
   pull_pid=$!
@@ -112,14 +124,14 @@ else
   if [[ -n "$stopping" ]]; then finish; fi
   if (( rc != 0 )) || ! ollama show "$MODEL" >/dev/null 2>&1; then
     log "ERROR: pulling model $MODEL failed (status $rc); see the lines above for the reason." \
-      "Check the model name (OLLAMA_MODEL), network access to the Ollama registry and free" \
-      "disk space in the ollama_data volume. Exiting so the service stays unhealthy."
+      "Check the model name (OLLAMA_MODEL or the agents file), network access to the Ollama" \
+      "registry and free disk space in the ollama_data volume. Exiting so the service stays unhealthy."
     kill -TERM "$server_pid" 2>/dev/null || true
     wait_for "$server_pid" || true
     exit 1
   fi
   log "model $MODEL pulled"
-fi
+done
 
-log "ready: serving $MODEL"
+log "ready: serving ${models[*]:-no model}"
 finish

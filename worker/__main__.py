@@ -43,8 +43,11 @@ def serve(settings: Settings, app_factory: Callable[[], Any] | None = None) -> i
 
 
 def main() -> int:
+    from worker.agents import load_agents
+
     try:
         settings = load_settings(os.environ)
+        load_agents(settings)  # a bad agents file stops startup here, like a bad variable
     except ConfigError as error:
         print(f"agent-net: {error}", file=sys.stderr)
         return 2

@@ -129,6 +129,8 @@ class Settings(BaseModel):
     sample_interval_seconds: PositiveSeconds = Field(1.0, alias="SAMPLE_INTERVAL_SECONDS")
     nvml_timeout_seconds: PositiveSeconds = Field(2.0, alias="NVML_TIMEOUT_SECONDS")
     ollama_timeout_seconds: PositiveSeconds = Field(2.0, alias="OLLAMA_TIMEOUT_SECONDS")
+    # --- Agents (worker/agents.py) ------------------------------------------------------
+    agents_file: Path | None = Field(None, alias="AGENTS_FILE")
 
     # --- Usage and model residency (docs/residency.md) -------------------------------------
     data_dir: Path = Field(Path("data"), alias="AGENT_NET_DATA_DIR")
@@ -196,6 +198,7 @@ class Settings(BaseModel):
         "orch_ca_bundle",
         "orch_tls_verify",
         "usage_db",
+        "agents_file",
         mode="before",
     )
     @classmethod
@@ -320,7 +323,7 @@ class Settings(BaseModel):
     def _lower_log_format(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("orch_secret_file", "worker_token_file", "orch_ca_bundle")
+    @field_validator("orch_secret_file", "worker_token_file", "orch_ca_bundle", "agents_file")
     @classmethod
     def _check_readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

@@ -263,8 +263,14 @@ def check_nvml(timeout: float = NVML_TIMEOUT) -> list[Check]:
 
 # --- Ollama ----------------------------------------------------------------------------------
 def configured_models(settings: Settings) -> list[str]:
-    """Every model the worker is configured to use."""
-    return [settings.ollama_model]
+    """Every model the worker is configured to use: OLLAMA_MODEL and each agent's."""
+    from worker.agents import load_agents
+
+    try:
+        agents = load_agents(settings)
+    except ConfigError:  # the settings check names a bad agents file
+        agents = ()
+    return list(dict.fromkeys([settings.ollama_model, *(agent.model for agent in agents)]))
 
 
 def _model_key(name: str) -> str:

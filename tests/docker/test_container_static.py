@@ -184,6 +184,13 @@ def test_main_stack_wiring() -> None:
         if key != "WORKER_BIND":
             assert key in env, f"worker does not receive {key}"
     assert worker["depends_on"]["ollama"]["condition"] == "service_healthy"
+
+    # agents: one file, read-only in the worker (served) and in ollama (models pulled).
+    for svc in (ollama, worker):
+        assert svc["environment"]["AGENTS_FILE"] == "/etc/agent-net/agents.toml"
+        mount = next(v for v in svc["volumes"] if v["target"] == "/etc/agent-net/agents.toml")
+        assert mount["read_only"] is True
+        assert mount["source"] == str(ROOT / "agents.example.toml")
     assert worker["restart"] == "unless-stopped"
 
     # orchestrator: pinned go-livepeer, read-only config, secret via LP_ORCHSECRET.

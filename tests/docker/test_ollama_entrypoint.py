@@ -158,3 +158,56 @@ def test_server_that_never_answers_fails_fast(models: Path, tmp_path: Path) -> N
     assert run.proc is not None
     assert run.proc.wait(timeout=20) == 1
     assert "did not answer within 2s" in run.log
+
+
+def test_every_agent_model_is_pulled_once_and_health_waits_for_all(
+    models: Path, tmp_path: Path
+) -> None:
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '# model = "commented:out"\n'
+        "[[agents]]\n"
+        'name = "a"\n'
+        f'model = "{MODEL}"  # the same as OLLAMA_MODEL\n'
+        "[[agents]]\n"
+        'name = "b"\n'
+        "model = 'llama3.2:3b'\n"
+        "[[agents]]\n"
+        'name = "c"\n'
+        '  model   =   "llama3.2:3b"\n'
+    )
+    first = Entrypoint(models, AGENTS_FILE=str(agents), FAKE_OLLAMA_PULL_SECONDS="2").start()
+    try:
+        first.wait_for_log(f"model {MODEL} pulled")
+        assert not first.healthy(), "healthy before every agent's model was pulled"
+        first.wait_for_log("ready: serving")
+        assert first.healthy()
+    finally:
+        assert first.stop() == 0
+    log = first.log
+    assert log.count("is missing: pulling it now") == 2
+    assert f"model {MODEL} is missing" in log and "model llama3.2:3b is missing" in log
+    assert "commented:out" not in log
+    assert f"ready: serving {MODEL} llama3.2:3b" in log
+
+    second = Entrypoint(models, AGENTS_FILE=str(agents)).start()
+    try:
+        second.wait_for_log("ready: serving")
+        assert second.healthy()
+    finally:
+        assert second.stop() == 0
+    assert second.log.count("already present") == 2 and "pulling it now" not in second.log
+
+
+def test_a_failed_agent_model_pull_exits_nonzero(models: Path, tmp_path: Path) -> None:
+    agents = tmp_path / "agents.toml"
+    agents.write_text('[[agents]]\nname = "a"\nmodel = "nosuch:1b"\n')
+    run = Entrypoint(
+        models,
+        AGENTS_FILE=str(agents),
+        FAKE_OLLAMA_PULL_FAIL="pull model manifest: file does not exist",
+    ).start()
+    assert run.proc is not None
+    assert run.proc.wait(timeout=30) != 0
+    assert f"ERROR: pulling model {MODEL} failed" in run.log
+    assert not run.healthy()

@@ -106,7 +106,8 @@ def test_a_wrong_secret_is_reported_and_retried_slowly(
     assert "invalid authorization" in state["last_error"]
     assert state["registered"] is False and orch.capabilities() == {}
     time.sleep(2.5)  # proving an absence: with a 1 s interval, fast retries would show here
-    assert orch.counts().get("auth_rejected") == 1
+    # One attempt per capability (agent-net and the default agent), none retried yet.
+    assert orch.counts().get("auth_rejected") == 2
     logs = reg.logs()
     assert "ERROR agent_net.registration registration_auth_rejected" in logs
     assert "not-the-secret" not in logs
@@ -129,7 +130,7 @@ def test_two_orchestrators_one_hung_are_served_independently(
     assert first["capability"] == "agent-net-nyc" and first["registered"] is False
     code, took = reg.terminate()
     assert code == 0 and took < 4.0
-    assert tokyo.capabilities() == {} and tokyo.counts()["unregister"] == 1
+    assert tokyo.capabilities() == {} and tokyo.counts()["unregister"] == 2
 
 
 def test_sigterm_unregisters_from_every_orchestrator(
@@ -143,9 +144,9 @@ def test_sigterm_unregisters_from_every_orchestrator(
     assert code == 0 and took < 4.0
     for orch in (plain, secure):
         assert orch.capabilities() == {}
-        assert orch.counts()["unregister"] == 1
-    assert [entry["registered"] for entry in read_state(reg.runtime_dir)] == [False, False]
-    assert reg.logs().count("unregistered orchestrator=") == 2
+        assert orch.counts()["unregister"] == 2  # agent-net and the default agent
+    assert [entry["registered"] for entry in read_state(reg.runtime_dir)] == [False] * 4
+    assert reg.logs().count("unregistered orchestrator=") == 4
 
 
 def test_start_and_stop_from_the_master(
@@ -168,7 +169,7 @@ def test_start_and_stop_from_the_master(
         wait_for(lambda: registered(orch), 10, what="registration")
         stop_children([child], 4.0)
         assert process.returncode == 0 and child.process is None
-        assert orch.capabilities() == {} and orch.counts()["unregister"] == 1
+        assert orch.capabilities() == {} and orch.counts()["unregister"] == 2
     finally:
         if process.poll() is None:
             process.kill()
@@ -241,7 +242,7 @@ def test_the_registrar_unregisters_and_exits_when_its_parent_dies(
         parent.send_signal(signal.SIGKILL)
         parent.wait(5)
         wait_for(lambda: not pid_alive(child_pid), 6, what="the orphaned registrar to exit")
-        assert orch.capabilities() == {} and orch.counts()["unregister"] == 1
+        assert orch.capabilities() == {} and orch.counts()["unregister"] == 2
     finally:
         parent.kill()
         parent.wait(5)
@@ -270,6 +271,8 @@ def test_state_lists_every_orchestrator_in_order_without_secrets(
     entries = read_state(reg.runtime_dir)
     assert [(e["orchestrator"], e["capability"]) for e in entries] == [
         (orch.url, "agent-net-a"),
+        (orch.url, "agent-net-llm"),
         (down, "agent-net-b"),
+        (down, "agent-net-llm"),
     ]
     assert leaked(json.dumps(entries), {"secret": ORCH_SECRET, "token": TOKEN}) == []

@@ -58,8 +58,17 @@ def test_register_restart_reregister_stop_unregister(
     worker = start_worker(worker_env([orch]))
     entry = wait_for(lambda: registered(orch), 10, what="registration")
     assert entry["url"] == worker.url and entry["has_token"] is True
-    [state] = wait_for(lambda: [s for s in readyz_registration(worker) if s["registered"]], 5)
-    assert state["orchestrator"] == orch.url and state["capability"] == "agent-net"
+    states = wait_for(
+        lambda: (lambda s: s if len(s) == 2 else None)(
+            [s for s in readyz_registration(worker) if s["registered"]]
+        ),
+        5,
+    )
+    # The GPU-check capability, then the default agent, each its own (orchestrator, capability).
+    assert [(s["orchestrator"], s["capability"]) for s in states] == [
+        (orch.url, "agent-net"),
+        (orch.url, "agent-net-llm"),
+    ]
 
     stopped_at = time.time()
     orch.restart()
@@ -70,7 +79,7 @@ def test_register_restart_reregister_stop_unregister(
 
     assert worker.stop() == 0
     assert orch.capabilities() == {}
-    assert orch.counts()["unregister"] == 1
+    assert orch.counts()["unregister"] == 2  # agent-net and agent-net-llm
     logs = worker.logs()
     assert logs.count("registrar_started") == 1  # one registrar for the two gunicorn workers
     assert "unregistered orchestrator=" in logs

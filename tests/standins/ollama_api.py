@@ -780,6 +780,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # Go listens with the kernel's somaxconn, not socketserver's 5
 
     def __init__(
         self, address: tuple[str, int], state: StandInState, publish: Callable[[], None]

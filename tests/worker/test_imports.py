@@ -15,6 +15,7 @@ WORKER_MODULES = [
     "worker.server",
     "worker.supervisor",
     "worker.http.app",
+    "worker.http.chat",
     "worker.registration.process",
     "worker.http.metrics",
     "worker.sampling.process",
@@ -44,13 +45,17 @@ def test_worker_modules_import_neither_web3_nor_payments() -> None:
 
 
 def test_http_workers_never_load_nvml_or_an_ollama_client() -> None:
-    """Only the sampler process talks to NVML and Ollama: the HTTP side cannot even try."""
+    """Only the sampler process talks to NVML and Ollama's catalogue. The agent routes
+    stream chat from Ollama with the standard library's http.client (worker.http.
+    ollama_stream), which gevent's monkey-patching makes cooperative; no client library
+    (ollama, httpx, requests/urllib3) is loaded on the HTTP side."""
     loaded = loaded_after_import(
         ["worker.http.app", "worker.sampling.fitness"],
-        ("pynvml", "ollama", "httpx", "requests", "worker"),
+        ("pynvml", "ollama", "httpx", "requests", "urllib3", "worker"),
     )
     assert "worker.sampling.published" in loaded
     assert "worker.sampling.fitness" in loaded
+    assert {"worker.http.chat", "worker.http.ollama_stream"} <= set(loaded)
     assert [name for name in loaded if not name.startswith("worker")] == []
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from worker.agents import Agent, load_agents
 from worker.config import Settings
 from worker.http import usage_hook
 from worker.http.capacity import SlotLimiter
+from worker.http.chat import register_chat_routes
 from worker.http.document import ReportBuilder
 from worker.http.errors import LOGGED_PATH_KEY, ApiError, install_error_handlers, read_body
 from worker.http.metrics import instrument
@@ -65,24 +67,33 @@ def _with_age(entry: dict[str, object]) -> dict[str, object]:
     return {**entry, "last_heartbeat_age_seconds": age}
 
 
-def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None = None) -> Flask:
-    """Build the Flask app over the readings the sampler publishes in `runtime_dir`."""
+def create_app(
+    settings: Settings,
+    runtime_dir: Path,
+    readings: Readings | None = None,
+    agents: tuple[Agent, ...] | None = None,
+) -> Flask:
+    """Build the Flask app over the readings the sampler publishes in `runtime_dir`.
+
+    `agents` defaults to those of the agents file (or the default agent).
+    """
     if readings is None:
         readings = Readings(runtime_dir, stale_after=settings.stale_after_seconds)
+    if agents is None:
+        agents = load_agents(settings)
     app = Flask("agent_net")
     # One byte over the limit, so a chunked body (no Content-Length) that is too large
     # shows as len > limit instead of being cut silently at the limit by werkzeug.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     usage_hook.configure(settings.usage_db_path)  # opened on first use, in each process
-    reports = ReportBuilder(settings, readings)
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
     secret_token = settings.job_token
     token = None if secret_token is None else secret_token.get_secret_value()
 
     install_error_handlers(app, settings.max_body_bytes)
 
-    def job() -> Response:
+    def authorise() -> None:
         if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
             raise ApiError(
                 401,
@@ -90,6 +101,20 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
                 "a valid Authorization: Bearer token is required",
                 {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
+
+    chat_routes = register_chat_routes(
+        app,
+        agents,
+        readings=readings,
+        ollama_url=settings.ollama_host,
+        runtime_dir=runtime_dir,
+        max_body_bytes=settings.max_body_bytes,
+        authorise=authorise,
+    )
+    reports = ReportBuilder(settings, readings, agents, chat_routes.limiters)
+
+    def job() -> Response:
+        authorise()
         return run_job()
 
     def run_job() -> Response:
@@ -117,7 +142,7 @@ def create_app(settings: Settings, runtime_dir: Path, readings: Readings | None 
     # the credential. Every path under /lr/ is answered here, so a wrong prefix or path
     # gets the same 404 and no answer or log line ever shows a path under /lr/.
     prefix = route_prefix(settings)
-    runner_views = {route: run_job for route in settings.job_routes}
+    runner_views = {route: run_job for route in settings.job_routes} | chat_routes.proxied
 
     def live_runner(rest: str = "") -> Response:
         given, _, path = rest.partition("/")

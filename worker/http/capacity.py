@@ -58,6 +58,14 @@ class SlotLimiter:
             fcntl.lockf(self._file(), fcntl.LOCK_UN, 1, slot)
             self._held.discard(slot)
 
+    def take(self) -> int | None:
+        """A slot, or None at once when all are taken; hand it back with `give`."""
+        return self._take()
+
+    def give(self, slot: int) -> None:
+        """Free a slot from `take`."""
+        self._give(slot)
+
     @contextmanager
     def acquire(self) -> Iterator[int | None]:
         slot = self._take()

@@ -5,7 +5,8 @@ The seed's fields come first with their names unchanged (`status`, `agent_id`,
 Memory is MiB (bytes / 2**20, as nvidia-smi shows it) in every `*_mb` field, power in
 watts, times in Unix seconds. Each GPU carries its health readings (`health`), XID
 statistics (`xid`) and verdict (`verdict`, `verdict_reasons`), docs/gpu-health.md; the
-document is `degraded` while any GPU's verdict is not `ok`. The per-GPU and per-model
+document is `degraded` while any GPU's verdict is not `ok`. `agents` lists the agents
+(worker/agents.py) with their model's state and the jobs each runs now. The per-GPU and per-model
 parts change only when the sampler publishes a new reading, so they are encoded once per
 reading and spliced into every response; a request encodes only its own small fields.
 """
@@ -17,8 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from worker.agents import Agent
 from worker.config import Settings
+from worker.http.capacity import SlotLimiter
 from worker.residency.report import ModelResidency, ResidencyReport
+from worker.sampling.admission import catalogue_entry
 from worker.sampling.published import Readings, SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport, ModelEntry
 from worker.units import MIB, to_mib
@@ -100,6 +104,19 @@ def residency_fields(report: ResidencyReport | None) -> dict[str, Any] | None:
     }
 
 
+def agent_fields(agent: Agent, catalogue: Catalogue | None) -> dict[str, Any]:
+    """One agent as the document shows it, without `jobs_running` (filled per request)."""
+    entry = catalogue_entry(catalogue, agent.model)
+    return {
+        "name": agent.name,
+        "model": agent.model,
+        "on_disk": entry is not None,
+        "loaded": entry is not None and entry.loaded,
+        "vram_mb": to_mib(entry.vram_bytes) if entry is not None and entry.loaded else None,
+        "capacity": agent.capacity,
+    }
+
+
 def vram_usage_mb(gpus: tuple[GpuReading, ...]) -> float:
     """The seed's `vram_usage_mb`: NVML's memory used, summed over GPUs, in MiB."""
     return round(sum(gpu.memory_used_bytes or 0 for gpu in gpus) / MIB, 1)
@@ -143,17 +160,27 @@ def _encode_models(catalogue: Catalogue | None, residency: ResidencyReport | Non
 class ReportBuilder:
     """Builds the /gpu-check JSON text for one app (one per gunicorn worker process).
 
-    Between two readings only `agent_id`, `timestamp` and the sources' ages change, so
-    the rest is encoded once per state (readings and statuses) and cut into a template
-    whose gaps each request fills: a request encodes four small values, not a document.
+    Between two readings only `agent_id`, `timestamp`, the sources' ages and the agents'
+    running jobs (and order) change, so the rest is encoded once per state (readings and
+    statuses) and cut into a template whose gaps each request fills: a request encodes a
+    few small values, not a document. Each agent's fields but `jobs_running` are encoded
+    once per state too; `jobs_running` is counted per request from the agent's slots.
     """
 
-    def __init__(self, settings: Settings, readings: Readings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        readings: Readings,
+        agents: tuple[Agent, ...] = (),
+        limiters: dict[str, SlotLimiter] | None = None,
+    ) -> None:
         self._model_name = settings.ollama_model
         self._readings = readings
+        self._agents = agents
+        self._limiters = limiters or {}
         self._gpus_json = _EncodedOnce(_encode_gpus)
         self._models_json = _EncodedOnce(_encode_models)
-        self._template: tuple[object, tuple[str, ...]] | None = None
+        self._template: tuple[object, tuple[str, ...], tuple[str, ...]] | None = None
 
     def render(self, agent_id: str) -> str:
         """The report as JSON text: the seed's fields first (same names), then the detail."""
@@ -165,10 +192,11 @@ class ReportBuilder:
         )
         cached = self._template
         if cached is not None and _same_key(cached[0], key):
-            parts = cached[1]
+            parts, agents = cached[1], cached[2]
         else:
             parts = self._cut_template(views, residency)
-            self._template = (key, parts)
+            agents = tuple(_compact(agent_fields(a, views[1].data))[:-1] for a in self._agents)
+            self._template = (key, parts, agents)
         gpu_view, ollama_view = views
         return "".join(
             (
@@ -181,8 +209,23 @@ class ReportBuilder:
                 parts[3],
                 _age(ollama_view.age_seconds),
                 parts[4],
+                self._agents_json(agent_id, agents),
+                parts[5],
             )
         )
+
+    def _agents_json(self, agent_id: str, encoded: tuple[str, ...]) -> str:
+        """The agents with their running jobs now; the one `agent_id` names comes first."""
+        items = []
+        for agent, head in zip(self._agents, encoded, strict=True):
+            limiter = self._limiters.get(agent.name)
+            running = limiter.in_use() if limiter is not None else 0
+            item = f'{head},"jobs_running":{running}}}'
+            if agent.name == agent_id:
+                items.insert(0, item)
+            else:
+                items.append(item)
+        return "[" + ",".join(items) + "]"
 
     def _cut_template(
         self,
@@ -217,6 +260,7 @@ class ReportBuilder:
             "ollama_version": catalogue.version if catalogue is not None else None,
             "sources": {view.name: {**view.as_dict(), "age_seconds": _GAP} for view in views},
             "residency": residency_fields(residency),
+            "agents": _GAP,
         }
         tail = (
             _compact(rest)
@@ -231,6 +275,7 @@ class ReportBuilder:
             after_time[:-1] + "," + pieces[0],
             pieces[1],
             pieces[2],
+            pieces[3],
         )
 
 

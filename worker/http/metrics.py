@@ -62,19 +62,19 @@ RESIDENCY_REASONS = {"load": ("hot", "pinned", "keep_hot"), "unload": ("over_bud
 RESIDENCY_RESULTS = ("ok", "failed")
 
 # Used directly only in single-process mode; in multiprocess mode the values go to files.
-_REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
+REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
     "agent_net_http_requests",
     "HTTP requests answered, by route rule, method and status.",
     ("route", "method", "status"),
-    registry=_REQUEST_REGISTRY,
+    registry=REQUEST_REGISTRY,
 )
 REQUEST_DURATION = Histogram(
     "agent_net_http_request_duration_seconds",
     "Time from the request reaching the app to its response, by route rule, method and status.",
     ("route", "method", "status"),
     buckets=LATENCY_BUCKETS,
-    registry=_REQUEST_REGISTRY,
+    registry=REQUEST_REGISTRY,
 )
 
 
@@ -380,7 +380,7 @@ def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:
     if multiprocess_mode():
         MultiProcessCollector(registry)
     else:
-        registry.register(_REQUEST_REGISTRY)
+        registry.register(REQUEST_REGISTRY)
     registry.register(readings)
     return registry
 

@@ -15,6 +15,7 @@ import requests
 import urllib3
 from urllib3.exceptions import InsecureRequestWarning
 
+from worker.agents import Agent
 from worker.config import OrchestratorTarget, Settings
 
 REGISTER_PATH = "/capability/register"
@@ -64,6 +65,28 @@ def capability_for(settings: Settings, target: OrchestratorTarget) -> Capability
         currency=settings.capability_currency,
         token="" if token is None else token.get_secret_value(),
     )
+
+
+def agent_capability(settings: Settings, agent: Agent) -> Capability:
+    """The capability an agent is registered as (the same with every orchestrator)."""
+    token = settings.job_token
+    return Capability(
+        name=agent.name,
+        description=agent.summary,
+        url=settings.advertised_url,
+        capacity=agent.capacity,
+        price_per_unit=agent.price_per_unit,
+        price_scaling=agent.price_scaling,
+        currency=agent.currency,
+        token="" if token is None else token.get_secret_value(),
+    )
+
+
+def capabilities_for(
+    settings: Settings, target: OrchestratorTarget, agents: tuple[Agent, ...]
+) -> list[Capability]:
+    """Everything registered with `target`: the GPU-check capability, then each agent."""
+    return [capability_for(settings, target), *(agent_capability(settings, a) for a in agents)]
 
 
 class RegistrationError(Exception):

@@ -3,9 +3,10 @@
 The gunicorn master spawns `python -m worker.registration` once the server listens
 (worker/supervisor.py) and restarts it if it dies. It waits until the worker answers
 `/healthz`, then runs, per REGISTRATION_PROTOCOL, one BYOC `Keeper` thread per
-orchestrator and one live-runner `RunnerKeeper` thread per (orchestrator, runner
-capability). On SIGTERM or SIGINT, or when its parent dies, it unregisters everything in
-parallel and exits. The state goes to `<runtime_dir>/registration.json` for `/readyz`.
+(orchestrator, capability): the GPU-check capability and every agent (worker/agents.py),
+and one live-runner `RunnerKeeper` thread per (orchestrator, runner capability). On
+SIGTERM or SIGINT, or when its parent dies, it unregisters everything in parallel and
+exits. The state goes to `<runtime_dir>/registration.json` for `/readyz` and `/metrics`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import requests
 
+from worker.agents import Agent, load_agents
 from worker.config import ConfigError, Settings, load_settings
-from worker.registration.byoc import OrchestratorClient, capability_for
+from worker.registration.byoc import OrchestratorClient, capabilities_for
 from worker.registration.keeper import (
     SHUTDOWN_LOCK_WAIT_SECONDS,
     UNREGISTER_TIMEOUT,
@@ -79,6 +81,7 @@ def run(
     runtime_dir: Path,
     stopping: threading.Event,
     parent_alive: Callable[[], bool],
+    agents: tuple[Agent, ...] | None = None,
 ) -> int:
     """The registrar's whole life; returns when `stopping` is set or the parent is gone."""
     targets = settings.orchestrators
@@ -86,8 +89,14 @@ def run(
     if not targets or secret is None:
         log.info('registration_disabled reason="ORCH_URL is not set; the worker runs unregistered"')
         return 0
-    byoc_targets = targets if settings.uses_byoc else []
-    runner_specs = runner_capabilities(settings) if settings.uses_live_runners else []
+    if agents is None:
+        agents = load_agents(settings)
+    byoc_pairs = [
+        (target, capability)
+        for target in (targets if settings.uses_byoc else [])
+        for capability in capabilities_for(settings, target, agents)
+    ]
+    runner_specs = runner_capabilities(settings, agents) if settings.uses_live_runners else []
     prefix = route_prefix(settings) if runner_specs else None
     if runner_specs and prefix is None:
         log.error(
@@ -102,8 +111,8 @@ def run(
     state = StateFile(
         runtime_dir,
         [
-            OrchestratorState(orchestrator=target.url, capability=target.capability_name)
-            for target in byoc_targets
+            OrchestratorState(orchestrator=target.url, capability=capability.name)
+            for target, capability in byoc_pairs
         ],
         [
             LiveRunnerState(orchestrator=target.url, capability=spec.name, app=spec.app)
@@ -125,12 +134,12 @@ def run(
         Keeper(
             index,
             OrchestratorClient(target.url, secret.get_secret_value(), verify=verify),
-            capability_for(settings, target),
+            capability,
             state,
             stopping,
             interval=settings.register_interval_seconds,
         )
-        for index, target in enumerate(byoc_targets)
+        for index, (target, capability) in enumerate(byoc_pairs)
     ]
     if pairs and prefix is not None:
         notices = {target.url: OnceFlag() for target in targets}
@@ -166,7 +175,7 @@ def run(
         closer.start()
     for closer in closers:
         closer.join(max(0.0, deadline - time.monotonic()) + 0.2)
-    log.info("registrar_stopped orchestrators=%d", len(keepers))
+    log.info("registrar_stopped orchestrators=%d capabilities=%d", len(targets), len(keepers))
     return 0
 
 
@@ -190,6 +199,7 @@ def main() -> int:
 
     try:
         settings = load_settings(os.environ)
+        agents = load_agents(settings)
     except ConfigError as error:
         print(f"agent-net registrar: {error}", file=sys.stderr)
         return 2
@@ -204,7 +214,7 @@ def main() -> int:
     result: list[int] = []
     body = threading.Thread(
         target=lambda: result.append(
-            run(settings, runtime_dir, stopping, lambda: os.getppid() == parent)
+            run(settings, runtime_dir, stopping, lambda: os.getppid() == parent, agents)
         ),
         name="registrar",
     )

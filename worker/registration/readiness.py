@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sampling.admission import refusal
 from worker.sampling.fitness import gpu_fitness
 from worker.sampling.published import SourceView
 from worker.sampling.readings import Catalogue, GpuReading, GpuReport
@@ -40,8 +41,11 @@ class Readiness:
         return self.status == READY
 
 
-def runner_readiness(views: Sequence[SourceView[Any]], gpu_index: int) -> Readiness:
-    """`ready`, `starting` (no reading yet) or `unhealthy`, always lower case."""
+def runner_readiness(
+    views: Sequence[SourceView[Any]], gpu_index: int, model: str | None = None
+) -> Readiness:
+    """`ready`, `starting` (no reading yet) or `unhealthy`, always lower case. A runner
+    serving an agent (`model`) is ready only while that agent's jobs would be admitted."""
     nvml = _nvml(views)
     if nvml is None or nvml.status == "pending":
         return Readiness(STARTING, nvml.reason if nvml else "no NVML reading yet")
@@ -50,6 +54,10 @@ def runner_readiness(views: Sequence[SourceView[Any]], gpu_index: int) -> Readin
         return Readiness(UNHEALTHY, _short(reason or "GPU not fit"))
     if runner_gpu_reading(nvml.data, gpu_index) is None:
         return Readiness(UNHEALTHY, f"no GPU at LIVE_RUNNER_GPU_INDEX={gpu_index}")
+    if model is not None:
+        refused = refusal((views[0], views[1]), model)
+        if refused is not None:
+            return Readiness(UNHEALTHY, _short(f"{refused.code}: {refused.reason}"))
     return Readiness(READY, None)
 
 

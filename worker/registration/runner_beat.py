@@ -45,11 +45,11 @@ class BeatBuilder:
         self._runner_url = runner_url
 
     def readiness(self) -> Readiness:
-        return runner_readiness(self.readings.views(), self.gpu_index)
+        return runner_readiness(self.readings.views(), self.gpu_index, self.spec.model)
 
     def __call__(self) -> Beat:
         views = self.readings.views()
-        readiness = runner_readiness(views, self.gpu_index)
+        readiness = runner_readiness(views, self.gpu_index, self.spec.model)
         body: dict[str, Any] = {
             "runner_url": self._runner_url,
             "app": self.spec.app,
@@ -57,7 +57,7 @@ class BeatBuilder:
             "metadata": runner_metadata(views, self.gpu_index, readiness),
             "status": readiness.status,
             "mode": self.spec.mode,
-            "capacity": self.capacity,
+            "capacity": self.spec.capacity or self.capacity,
             "price_info": {
                 "price": price_literal(self.spec.price),
                 "currency": "usd",

@@ -16,12 +16,13 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from worker.agents import Agent
     from worker.config import Settings
 
 ROUTE_ROOT = "lr"
@@ -42,22 +43,32 @@ class RunnerSpec:
     path: str  # the route under runner_url that serves it, e.g. "gpu-check"
     price: Decimal  # USD per LIVE_RUNNER_PRICE_UNIT
     mode: str = "single-shot"
+    model: str | None = None  # an agent's Ollama model: ready only while it is on disk
+    capacity: int | None = None  # an agent's own capacity (else CAPABILITY_CAPACITY)
 
     @property
     def app(self) -> str:
         return APP_PREFIX + self.name
 
 
-def runner_capabilities(settings: Settings) -> list[RunnerSpec]:
-    """Every live runner this worker registers: the GPU check (agents: one line each)."""
-    names = [GPU_CHECK]
+def runner_capabilities(settings: Settings, agents: Sequence[Agent] = ()) -> list[RunnerSpec]:
+    """Every live runner this worker registers: the GPU check, then one per agent."""
+
+    def price(name: str) -> Decimal:
+        return settings.live_runner_prices.get(name, settings.live_runner_price_usd_per_hour)
+
     return [
-        RunnerSpec(
-            name=name,
-            path=name,
-            price=settings.live_runner_prices.get(name, settings.live_runner_price_usd_per_hour),
-        )
-        for name in names
+        RunnerSpec(name=GPU_CHECK, path=GPU_CHECK, price=price(GPU_CHECK)),
+        *(
+            RunnerSpec(
+                name=agent.name,
+                path=agent.name,
+                price=price(agent.name),
+                model=agent.model,
+                capacity=agent.capacity,
+            )
+            for agent in agents
+        ),
     ]
 
 

@@ -1,0 +1,334 @@
+"""Benchmark: agent streams through the worker against the same streams straight from Ollama.
+
+Starts the Ollama stand-in (tests/standins/ollama_api.py, its own process, streaming a
+fixed reply at a set pace) and the real worker (`python -m worker`: gunicorn gevent, two
+processes, stand-in NVML) with one agent on the stand-in's loaded model. Then measures:
+
+- for reference, single `/gpu-check` requests: the cost of the worker's own hop;
+- time to first token (request sent to the first piece of text received), through the
+  worker's `POST /<agent>` SSE against the stand-in's own `/api/chat` NDJSON, one request
+  at a time, interleaved; the overhead is the difference of the two distributions' p50
+  and p99 (target: <= 2 ms p50, <= 10 ms p99);
+- tokens per second of paced streams, both ways (target: worker >= 0.98 of direct);
+- 200 streams at once through the worker: every one complete with `[DONE]`, no error,
+  and the gunicorn workers' RSS growth (sum over processes, after a warm-up) < 20 MB.
+
+Prints a table with [PASS]/[MISS] per target; exits 1 on any MISS.
+
+    .venv/bin/python bench/agents.py [--requests 200] [--concurrent 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import Server, free_port, wait_until  # noqa: E402
+
+from tests.helpers.processes import spawn_logged  # noqa: E402
+from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
+
+MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the stand-in from the start
+AGENT = "bench-agent"
+MESSAGES = [{"role": "user", "content": "why is the sky blue?"}]
+REPLY_WORDS = 40
+TTFT_P50_MS, TTFT_P99_MS = 2.0, 10.0
+SPEED_RATIO = 0.98
+RSS_GROWTH_MB = 20.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def post(
+    port: int, path: str, body: dict, conn: http.client.HTTPConnection | None = None
+) -> tuple[http.client.HTTPConnection, float]:
+    """Send `body`; on `conn` when given (keep-alive), else on a new connection."""
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    payload = json.dumps(body).encode()
+    sent = time.perf_counter()
+    conn.request("POST", path, payload, {"Content-Type": "application/json"})
+    return conn, sent
+
+
+def direct_stream(
+    port: int, keep: http.client.HTTPConnection | None = None
+) -> tuple[float, list[float]]:
+    """(sent at, arrival time of each piece) from the stand-in's /api/chat."""
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    conn, sent = post(port, "/api/chat", body, keep)
+    response = conn.getresponse()
+    arrivals = []
+    while line := response.readline():
+        message = json.loads(line)
+        if message.get("message", {}).get("content"):
+            arrivals.append(time.perf_counter())
+        if message.get("done"):
+            break
+    response.read()
+    if keep is None:
+        conn.close()
+    return sent, arrivals
+
+
+def worker_stream(
+    port: int, keep: http.client.HTTPConnection | None = None
+) -> tuple[float, list[float], bool]:
+    """(sent at, arrival of each piece, ended with [DONE]) from the worker's agent route."""
+    conn, sent = post(port, f"/{AGENT}", {"messages": MESSAGES, "stream": True}, keep)
+    response = conn.getresponse()
+    arrivals, done = [], False
+    while line := response.readline():
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            done = True
+            break
+        if b'"content":"' in data and b'"content":""' not in data:
+            arrivals.append(time.perf_counter())
+    response.read()
+    if keep is None:
+        conn.close()
+    return sent, arrivals, done
+
+
+def rss_sum_mb(server: Server) -> float:
+    from run import rss_kib
+
+    return sum(rss_kib(pid) for pid in server.worker_pids()) / 1024
+
+
+def crowd(port: int, count: int) -> tuple[int, int]:
+    """`count` streams at once; (complete with [DONE] and every piece, failed)."""
+    results: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(count)
+
+    def one() -> None:
+        ok = False
+        try:
+            start.wait(30)
+            _, arrivals, done = worker_stream(port)
+            ok = done and len(arrivals) == REPLY_WORDS
+        except Exception:  # counted as a failure
+            ok = False
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    good = sum(results)
+    return good, count - good
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="TTFT samples per path")
+    parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--token-interval", type=float, default=0.02)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="agent-net-bench-agents-"))
+    nvml = FakeNvml.create(build_fake_nvml(work / "nvml-lib"), work / "nvml")
+    reply = " ".join(f"word{i}" for i in range(REPLY_WORDS))
+    ollama_port = free_port()
+    python = sys.executable
+    fast = spawn_logged(
+        [
+            python,
+            str(ROOT / "tests/standins/ollama_api.py"),
+            "--port",
+            str(ollama_port),
+            "--reply",
+            reply,
+        ],
+        work / "ollama-fast.log",
+    )
+    paced_port = free_port()
+    paced = spawn_logged(
+        [
+            python,
+            str(ROOT / "tests/standins/ollama_api.py"),
+            "--port",
+            str(paced_port),
+            "--reply",
+            reply,
+            "--token-interval",
+            str(args.token_interval),
+        ],
+        work / "ollama-paced.log",
+    )
+    agents = work / "agents.toml"
+    agents.write_text(
+        f'[[agents]]\nname = "{AGENT}"\nmodel = "{MODEL}"\ncapacity = {args.concurrent + 50}\n'
+        f"max_tokens = 4096\ntimeout_seconds = 120\n"
+    )
+    base_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ORCH_", "CAPABILITY_", "WORKER_", "FAKE_NVML_", "AGENTS_"))
+        and key not in ("AGENT_NET_RUNTIME_DIR", "PROMETHEUS_MULTIPROC_DIR", "OLLAMA_HOST")
+    }
+    base_env |= {
+        "WORKER_HOST": "127.0.0.1",
+        "WORKER_WORKERS": "2",
+        "AGENTS_FILE": str(agents),
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        **nvml.env({}),
+    }
+    servers = {}
+    for name, port in (("fast", ollama_port), ("paced", paced_port)):
+        worker_port = free_port()
+        servers[name] = Server(
+            f"worker-{name}",
+            [python, "-m", "worker"],
+            {
+                **base_env,
+                "WORKER_PORT": str(worker_port),
+                "OLLAMA_HOST": f"http://127.0.0.1:{port}",
+            },
+            work / f"worker-{name}.log",
+            worker_port,
+        )
+    try:
+        for server in servers.values():
+            server.start()
+        fast_worker, paced_worker = servers["fast"], servers["paced"]
+        wait_until(lambda: worker_stream(fast_worker.port)[2], 20, "agent admitted")
+        wait_until(lambda: worker_stream(paced_worker.port)[2], 20, "agent admitted")
+
+        # 1. Time to first token, one at a time, interleaved: on new connections, and on
+        #    kept-alive ones (as go-livepeer's HTTP client keeps them), one per path.
+        ttft: dict[str, tuple[list[float], list[float]]] = {"new": ([], []), "keep": ([], [])}
+        keep_direct = http.client.HTTPConnection("127.0.0.1", ollama_port, timeout=60)
+        keep_worker = http.client.HTTPConnection("127.0.0.1", fast_worker.port, timeout=60)
+        for _ in range(20):  # warm-up
+            direct_stream(ollama_port)
+            worker_stream(fast_worker.port)
+            direct_stream(ollama_port, keep_direct)
+            worker_stream(fast_worker.port, keep_worker)
+        for _ in range(args.requests):
+            for mode, direct_conn, worker_conn in (
+                ("new", None, None),
+                ("keep", keep_direct, keep_worker),
+            ):
+                sent, arrivals = direct_stream(ollama_port, direct_conn)
+                ttft[mode][0].append((arrivals[0] - sent) * 1000)
+                sent, arrivals, _ = worker_stream(fast_worker.port, worker_conn)
+                ttft[mode][1].append((arrivals[0] - sent) * 1000)
+        keep_direct.close()
+        keep_worker.close()
+        # The targets compare new connections: on a kept-alive connection the stand-in's
+        # own answers stall ~40 ms (its header and first-piece writes meet Nagle and
+        # delayed ACKs), so only the worker's keep-alive figures are shown, for reference.
+        direct_ttft, worker_ttft = ttft["new"]
+
+        # For reference: one /gpu-check (the worker's hop without Ollama), same client.
+        gpu_check = []
+        for _ in range(args.requests):
+            conn, sent = post(fast_worker.port, "/gpu-check", {"agent_id": "bench"})
+            conn.getresponse().read()
+            gpu_check.append((time.perf_counter() - sent) * 1000)
+            conn.close()
+
+        # 2. Tokens per second of paced streams.
+        def speed(arrivals: list[float]) -> float:
+            return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+
+        direct_speed, worker_speed = [], []
+        for _ in range(5):
+            direct_speed.append(speed(direct_stream(paced_port)[1]))
+            worker_speed.append(speed(worker_stream(paced_worker.port)[1]))
+
+        # 3. Many streams at once (paced, so they overlap), RSS after a warm-up crowd.
+        crowd(paced_worker.port, 20)
+        rss_before = rss_sum_mb(paced_worker)
+        good, failed = crowd(paced_worker.port, args.concurrent)
+        rss_after = rss_sum_mb(paced_worker)
+    finally:
+        for server in servers.values():
+            server.stop()
+        for process in (fast, paced):
+            process.terminate()
+            process.wait(10)
+
+    d50, d99 = percentile(direct_ttft, 0.5), percentile(direct_ttft, 0.99)
+    w50, w99 = percentile(worker_ttft, 0.5), percentile(worker_ttft, 0.99)
+    ratio = statistics.median(worker_speed) / statistics.median(direct_speed)
+    growth = rss_after - rss_before
+    rows = [
+        (
+            "TTFT overhead p50",
+            f"{w50 - d50:.2f} ms",
+            f"<= {TTFT_P50_MS:g} ms",
+            w50 - d50 <= TTFT_P50_MS,
+        ),
+        (
+            "TTFT overhead p99",
+            f"{w99 - d99:.2f} ms",
+            f"<= {TTFT_P99_MS:g} ms",
+            w99 - d99 <= TTFT_P99_MS,
+        ),
+        ("tokens/s, worker / direct", f"{ratio:.3f}", f">= {SPEED_RATIO}", ratio >= SPEED_RATIO),
+        (
+            f"{args.concurrent} concurrent streams",
+            f"{good} ok, {failed} failed",
+            "0 failed",
+            failed == 0,
+        ),
+        (
+            "RSS growth (2 processes)",
+            f"{growth:.1f} MB",
+            f"< {RSS_GROWTH_MB:g} MB",
+            growth < RSS_GROWTH_MB,
+        ),
+    ]
+    print()
+    direct, worker = ttft["new"]
+    print(
+        f"TTFT ms, new connections: direct p50 {percentile(direct, 0.5):.2f}"
+        f" p99 {percentile(direct, 0.99):.2f}  |  worker p50 {percentile(worker, 0.5):.2f}"
+        f" p99 {percentile(worker, 0.99):.2f}  ({args.requests} each)"
+    )
+    kept = ttft["keep"][1]
+    print(
+        f"TTFT ms, worker on one kept-alive connection: p50 {percentile(kept, 0.5):.2f}"
+        f" p99 {percentile(kept, 0.99):.2f} (the stand-in's direct keep-alive is not comparable)"
+    )
+    print(
+        f"/gpu-check ms (the worker's own hop, for reference) p50"
+        f" {percentile(gpu_check, 0.5):.2f} p99 {percentile(gpu_check, 0.99):.2f}"
+    )
+    print(
+        f"tokens/s direct {statistics.median(direct_speed):.1f}  worker "
+        f"{statistics.median(worker_speed):.1f}  (pace {args.token_interval * 1000:g} ms,"
+        f" {REPLY_WORDS} pieces, 5 streams each)"
+    )
+    print(f"RSS of the worker processes: {rss_before:.1f} MB before, {rss_after:.1f} MB after\n")
+    print(f"{'measure':30} {'result':>18}  {'target':>10}")
+    for name, result, target, ok in rows:
+        print(f"{name:30} {result:>18}  {target:>10}  [{'PASS' if ok else 'MISS'}]")
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

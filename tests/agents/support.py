@@ -1,0 +1,108 @@
+"""Helpers for the agent tests: an agents file, a streamed request read line by line."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the Ollama stand-in at start
+HELLO = [{"role": "user", "content": "why is the sky blue?"}]
+
+
+def agents_file(directory: Path, *agents: Mapping[str, Any]) -> Path:
+    """Write an agents TOML file of `agents` (strings, numbers, booleans) and return it."""
+    lines = []
+    for agent in agents:
+        lines.append("[[agents]]")
+        for key, value in agent.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    path = directory / "agents.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Streamed:
+    """One streamed answer: status, headers, and each `data:` payload with its arrival time."""
+
+    status: int
+    headers: dict[str, str]
+    events: list[tuple[float, str]] = field(default_factory=list)
+    other_lines: list[bytes] = field(default_factory=list)
+
+    @property
+    def payloads(self) -> list[str]:
+        return [data for _, data in self.events]
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """The JSON payloads (every `data:` line but `[DONE]`)."""
+        return [json.loads(data) for data in self.payloads if data != "[DONE]"]
+
+    def pieces(self) -> list[str]:
+        """The text of each content chunk, in order (the role chunk has none)."""
+        return [
+            chunk["choices"][0]["delta"]["content"]
+            for chunk in self.chunks()
+            if "choices" in chunk and chunk["choices"][0]["delta"].get("content")
+        ]
+
+    def text(self) -> str:
+        return "".join(self.pieces())
+
+
+def open_stream(
+    base_url: str,
+    path: str,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    host, _, port = base_url.removeprefix("http://").partition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn.request(
+        "POST",
+        path,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+    )
+    return conn, conn.getresponse()
+
+
+def read_events(
+    response: http.client.HTTPResponse, on_event: Any = None, limit: int | None = None
+) -> Streamed:
+    """Read SSE lines until the body ends (or `limit` events); `on_event(data)` per event."""
+    result = Streamed(response.status, dict(response.headers))
+    while line := response.readline():
+        if line.startswith(b"data: "):
+            data = line[6:].rstrip(b"\r\n").decode()
+            result.events.append((time.monotonic(), data))
+            if on_event is not None:
+                on_event(data)
+            if limit is not None and len(result.events) >= limit:
+                break
+        elif line.strip():
+            result.other_lines.append(line)
+    return result
+
+
+def stream(
+    base_url: str,
+    path: str,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+    **kw: Any,
+) -> Streamed:
+    """POST `body` with `"stream": true` and read the whole event stream."""
+    conn, response = open_stream(base_url, path, {**body, "stream": True}, headers, timeout)
+    try:
+        return read_events(response, **kw)
+    finally:
+        conn.close()

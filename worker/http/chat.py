@@ -1,0 +1,557 @@
+"""Agent routes: `POST /<agent>` and `POST /v1/chat/completions`, OpenAI-shaped, from Ollama.
+
+A request is checked in this order, each failure a JSON answer before any stream:
+bearer token (401), body size (413), body (400, unknown agent 404), admission from the
+GPU's and Ollama's published state (503 with `Retry-After`), the agent's capacity (503).
+Then the agent's model generates through Ollama's streamed `/api/chat`:
+
+- streamed (`"stream": true`): `text/event-stream`, a first chunk with the role, one
+  `data: {chat.completion.chunk}` per piece as Ollama sends it, a last chunk with
+  `finish_reason` and `usage`, then `data: [DONE]` — always, after an error chunk
+  (`{"error": {...}}`) or the agent's time limit too, because go-livepeer keeps a job
+  open and charging until it relays a line holding `[DONE]`;
+- not streamed: one `chat.completion` object with `usage`.
+
+A client that leaves stops the generation upstream: a watcher sees the connection close
+(or a write fails) and cuts the Ollama connection; the capacity slot is freed on close.
+"""
+
+from __future__ import annotations
+
+import _socket
+import contextlib
+import json
+import logging
+import os
+import secrets
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from worker.agents import Agent
+from worker.http.agent_metrics import AgentSeries
+from worker.http.capacity import SlotLimiter
+from worker.http.errors import ApiError, read_body
+from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
+from worker.http.usage_hook import job_finished, job_started, record_usage
+from worker.sampling.admission import refusal
+from worker.sampling.published import Readings
+
+log = logging.getLogger("agent_net.agents")
+
+OPENAI_ROUTE = "/v1/chat/completions"
+ROLES = frozenset({"system", "user", "assistant"})
+MAX_STOP_SEQUENCES = 4
+WATCH_INTERVAL_SECONDS = 0.2  # how often a waiting stream looks at its client's socket
+DONE_LINE = b"data: [DONE]\n\n"
+TIME_LIMIT_REASON = "time_limit"  # finish_reason when the agent's time limit ended it
+
+
+# --- The request -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated chat-completions body."""
+
+    messages: tuple[dict[str, str], ...]
+    stream: bool
+    options: dict[str, Any]
+
+
+def _bad(code: str, detail: str) -> ApiError:
+    return ApiError(400, code, detail)
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _bad(f"invalid_{key}", f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(f"invalid_{key}", f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _messages(body: dict[str, Any]) -> tuple[dict[str, str], ...]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("invalid_messages", "messages must be a non-empty array")
+    out = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _bad("invalid_messages", f"messages[{index}] must be an object")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise _bad(
+                "invalid_messages", f"messages[{index}].role must be system, user or assistant"
+            )
+        if not isinstance(content, str):
+            raise _bad("invalid_messages", f"messages[{index}].content must be a string")
+        out.append({"role": role, "content": content})
+    if not any(m["content"].strip() for m in out if m["role"] == "user"):
+        raise _bad("invalid_messages", "messages must hold a user message with some text")
+    return tuple(out)
+
+
+def _stop(body: dict[str, Any]) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    stops = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(stops, list)
+        or len(stops) > MAX_STOP_SEQUENCES
+        or not all(isinstance(s, str) and s for s in stops)
+    ):
+        raise _bad(
+            "invalid_stop", f"stop must be a string or up to {MAX_STOP_SEQUENCES} non-empty strings"
+        )
+    return stops
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _bad("invalid_json", "request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _bad("invalid_json", "request body must be a JSON object")
+    return body
+
+
+def parse_chat(body: dict[str, Any], agent: Agent) -> ChatRequest:
+    """The chat request for `agent`, with the agent's defaults and caps; ApiError if bad."""
+    messages = _messages(body)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("invalid_stream", "stream must be true or false")
+    max_tokens = _integer(body, "max_tokens", 1, 10**9)
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_completion_tokens", 1, 10**9)
+    temperature = _number(body, "temperature", 0, 2)
+    top_p = _number(body, "top_p", 0, 1)
+    seed = _integer(body, "seed", -(2**63), 2**63 - 1)
+    stop = _stop(body)
+    options: dict[str, Any] = {"num_predict": min(max_tokens or agent.max_tokens, agent.max_tokens)}
+    if temperature is None:
+        temperature = agent.temperature
+    for key, value in (
+        ("temperature", temperature),
+        ("top_p", top_p),
+        ("seed", seed),
+        ("stop", stop),
+        ("num_ctx", agent.num_ctx),
+    ):
+        if value is not None:
+            options[key] = value
+    if agent.system:
+        messages = ({"role": "system", "content": agent.system}, *messages)
+    return ChatRequest(messages, stream, options)
+
+
+# --- The job -----------------------------------------------------------------------------------
+class ClientWatch:
+    """Watches the client's socket while a job runs; calls `on_gone` once it closes."""
+
+    def __init__(self, sock: socket.socket | None, on_gone: Callable[[], None]) -> None:
+        self._sock, self._on_gone = sock, on_gone
+        self._stop = threading.Event()
+        self.gone = False
+        if sock is not None:
+            threading.Thread(target=self._watch, name="client-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        # Peek through a duplicate of the descriptor with the C-level socket type, which
+        # gevent does not patch: a peek that finds no data returns at once instead of
+        # waiting on the socket beside the server's own reader (gevent forbids two).
+        sock = self._sock
+        assert sock is not None
+        try:
+            fd = sock.fileno()
+            raw = _socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([fd], [], [], WATCH_INTERVAL_SECONDS)
+                if self._stop.is_set():
+                    return
+                if not readable:
+                    continue
+                try:
+                    if raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b"":
+                        self._stop.wait(WATCH_INTERVAL_SECONDS)  # a pipelined request
+                        continue
+                except BlockingIOError:
+                    continue  # the server read it meanwhile
+                except OSError:
+                    pass  # reset: gone too
+                self.gone = True
+                self._on_gone()
+                return
+        except (OSError, ValueError):
+            return
+        finally:
+            raw.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class ChatJob:
+    """One admitted job: owns its capacity slot, its Ollama call and its accounting."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        chat: ChatRequest,
+        ollama_url: str,
+        series: AgentSeries,
+        release: Callable[[], None],
+        client: socket.socket | None,
+    ) -> None:
+        self.agent, self.chat, self.series = agent, chat, series
+        self.id = f"chatcmpl-{secrets.token_hex(12)}"
+        self.created = int(time.time())
+        self.started = time.monotonic()
+        body = {
+            "model": agent.model,
+            "messages": list(chat.messages),
+            "stream": True,
+            "options": chat.options,
+        }
+        self.upstream = OllamaChat(ollama_url, body, self.started + agent.timeout_seconds)
+        self._release = release
+        self._usage_job = job_started(agent.name, agent.model)  # never unloaded while running
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+        self.finish_reason: str | None = None
+        self.outcome: str | None = None
+        self._closed = False
+        series.running.inc()
+        self.watch = ClientWatch(client, self.upstream.abort)
+
+    # -- generation ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Send the request to Ollama now, while the answer's headers go out; a failure
+        shows when the pieces are read (sending is tried once more then)."""
+        with contextlib.suppress(TimeLimit, UpstreamError):
+            self.upstream.send()
+
+    def pieces(self) -> Iterator[str]:
+        """The text pieces as Ollama sends them; sets finish_reason, usage and outcome.
+
+        Raises UpstreamError when Ollama fails (outcome `upstream_error`, or
+        `client_gone` when the client left); a time limit ends it with `time_limit`.
+        """
+        try:
+            self.upstream.open()
+            for message in self.upstream:
+                content = (message.get("message") or {}).get("content") or ""
+                if content:
+                    now = time.monotonic()
+                    if self.first_token_at is None:
+                        self.first_token_at = now
+                    self.last_token_at = now
+                    self.completion_tokens += 1
+                    yield content
+                if message.get("done"):
+                    self._done(message)
+                    return
+            raise UpstreamError("Ollama ended the stream before it was done")
+        except TimeLimit:
+            self.finish_reason, self.outcome = TIME_LIMIT_REASON, "time_limit"
+        except UpstreamError:
+            self.outcome = "client_gone" if self.watch.gone else "upstream_error"
+            raise
+
+    def _done(self, message: dict[str, Any]) -> None:
+        self.prompt_tokens = _count(message.get("prompt_eval_count"), 0)
+        self.completion_tokens = _count(message.get("eval_count"), self.completion_tokens)
+        reason = message.get("done_reason")
+        self.finish_reason = "length" if reason == "length" else "stop"
+        self.outcome = "completed"
+
+    def usage(self) -> dict[str, int]:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def close(self, outcome: str | None = None) -> None:
+        """End the job once: stop Ollama and the watcher, free the slot, account for it."""
+        if self._closed:
+            return
+        self._closed = True
+        self.watch.stop()
+        if self.outcome is None:
+            self.outcome = outcome or "client_gone"  # closed before Ollama finished
+        if self.outcome != "completed":
+            self.upstream.abort()
+        self.upstream.close()
+        self._release()
+        job_finished(self._usage_job)
+        series = self.series
+        series.running.dec()
+        series.ended(self.outcome)
+        series.prompt_tokens.inc(self.prompt_tokens)
+        series.completion_tokens.inc(self.completion_tokens)
+        if self.first_token_at is not None:
+            series.first_token.observe(self.first_token_at - self.started)
+            if self.last_token_at is not None and self.completion_tokens > 1:
+                span = self.last_token_at - self.first_token_at
+                if span > 0:
+                    series.speed.observe((self.completion_tokens - 1) / span)
+        log.info(
+            "agent_job agent=%s outcome=%s prompt_tokens=%d completion_tokens=%d seconds=%.3f",
+            self.agent.name,
+            self.outcome,
+            self.prompt_tokens,
+            self.completion_tokens,
+            time.monotonic() - self.started,
+        )
+        try:
+            record_usage(
+                self.agent.name, self.agent.model, self.prompt_tokens, self.completion_tokens
+            )
+        except Exception as exc:  # usage accounting must never break an answer
+            log.warning(
+                "usage_record_failed agent=%s error=%s", self.agent.name, type(exc).__name__
+            )
+
+
+def _count(value: object, default: int) -> int:
+    return (
+        value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    )
+
+
+# --- Answers ----------------------------------------------------------------------------------
+def _error_object(message: str, code: str) -> dict[str, Any]:
+    return {"message": message, "type": "server_error", "code": code}
+
+
+class EventStream:
+    """The WSGI body of a streamed job: SSE bytes; `close()` (always called) ends the job."""
+
+    def __init__(self, job: ChatJob) -> None:
+        self.job = job
+        head = {
+            "id": job.id,
+            "object": "chat.completion.chunk",
+            "created": job.created,
+            "model": job.agent.name,
+        }
+        self._head = _compact(head)[:-1]
+        self._piece_prefix = (
+            b"data: " + self._head.encode() + b',"choices":[{"index":0,"delta":{"content":'
+        )
+        self._piece_suffix = b'},"finish_reason":null}]}\n\n'
+        self._events = self._generate()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events)
+
+    def _chunk(self, document: dict[str, Any]) -> bytes:
+        return b"data: " + (self._head + "," + _compact(document)[1:]).encode() + b"\n\n"
+
+    def _generate(self) -> Iterator[bytes]:
+        job = self.job
+        # The role first: the response headers leave now, before Ollama's first token.
+        yield self._chunk(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ]
+            }
+        )
+        try:
+            for piece in job.pieces():
+                yield self._piece_prefix + _encode_string(piece).encode() + self._piece_suffix
+        except UpstreamError as exc:
+            if job.outcome == "client_gone":
+                return
+            yield (
+                b"data: "
+                + _compact({"error": _error_object(exc.message, "upstream_error")}).encode()
+                + b"\n\n"
+            )
+            yield DONE_LINE
+            return
+        yield self._chunk(
+            {
+                "choices": [{"index": 0, "delta": {}, "finish_reason": job.finish_reason}],
+                "usage": job.usage(),
+            }
+        )
+        yield DONE_LINE
+
+    def close(self) -> None:
+        try:
+            self._events.close()
+        finally:
+            self.job.close()
+
+
+def whole_answer(job: ChatJob) -> Response:
+    """A non-streamed job: one `chat.completion` object (or a JSON error)."""
+    try:
+        text = "".join(job.pieces())
+    except UpstreamError as exc:
+        raise ApiError(502, "upstream_error", f"Ollama failed: {exc.message}") from None
+    finally:
+        job.close()
+    if job.outcome == "time_limit" and job.completion_tokens == 0:
+        raise ApiError(
+            504,
+            "time_limit",
+            f"the agent's time limit ({job.agent.timeout_seconds:g} s) passed before a token",
+        )
+    document = {
+        "id": job.id,
+        "object": "chat.completion",
+        "created": job.created,
+        "model": job.agent.name,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": job.finish_reason,
+            }
+        ],
+        "usage": job.usage(),
+    }
+    return Response(_compact(document), mimetype="application/json")
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+# --- Wiring -----------------------------------------------------------------------------------
+def register_chat_routes(
+    app: Flask,
+    agents: tuple[Agent, ...],
+    *,
+    readings: Readings,
+    ollama_url: str,
+    runtime_dir: Any,
+    max_body_bytes: int,
+    authorise: Callable[[], None],
+) -> ChatRoutes:
+    """Add every agent's route and the OpenAI route; returns the agents' slot limiters and
+    their views for the live-runner proxy (whose secret path replaces the bearer token)."""
+    by_name = {agent.name: agent for agent in agents}
+    limiters = {
+        agent.name: SlotLimiter(runtime_dir / f"agent-{agent.name}.slots", agent.capacity)
+        for agent in agents
+    }
+    series = {agent.name: AgentSeries(agent.name) for agent in agents}
+
+    def answer(agent: Agent | None, *, proxied: bool = False) -> Response:
+        if not proxied:
+            authorise()
+        raw = read_body()
+        if len(raw) > max_body_bytes:
+            raise RequestEntityTooLarge()
+        body = parse_json_object(raw)
+        if agent is None:
+            name = body.get("model")
+            if not isinstance(name, str) or not name:
+                raise _bad("missing_model", "model is required: the name of an agent")
+            agent = by_name.get(name)
+            if agent is None:
+                raise ApiError(404, "unknown_agent", f"no agent named {name[:64]!r}")
+        agent_series = series[agent.name]
+        try:
+            chat = parse_chat(body, agent)
+        except ApiError:
+            agent_series.ended("bad_request")
+            raise
+        refused = refusal(readings.views(), agent.model)
+        if refused is not None:
+            agent_series.ended("refused")
+            raise ApiError(
+                503, refused.code, refused.reason, {"Retry-After": str(refused.retry_after)}
+            )
+        limiter = limiters[agent.name]
+        slot = limiter.take()
+        if slot is None:
+            agent_series.ended("at_capacity")
+            raise ApiError(
+                503,
+                "at_capacity",
+                f"agent {agent.name} is running {limiter.capacity} jobs, its capacity;"
+                " retry shortly",
+                {"Retry-After": "1"},
+            )
+        try:
+            job = ChatJob(
+                agent,
+                chat,
+                ollama_url,
+                agent_series,
+                lambda: limiter.give(slot),
+                request.environ.get("gunicorn.socket"),
+            )
+        except BaseException:
+            limiter.give(slot)
+            raise
+        if not chat.stream:
+            return whole_answer(job)
+        job.start()
+        return Response(
+            EventStream(job),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            direct_passthrough=True,
+        )
+
+    app.add_url_rule(
+        OPENAI_ROUTE, endpoint="chat:openai", view_func=lambda: answer(None), methods=["POST"]
+    )
+    for agent in agents:
+        app.add_url_rule(
+            f"/{agent.name}",
+            endpoint=f"chat:{agent.name}",
+            view_func=lambda agent=agent: answer(agent),
+            methods=["POST"],
+        )
+    proxied = {agent.name: (lambda agent=agent: answer(agent, proxied=True)) for agent in agents}
+    return ChatRoutes(limiters, proxied)
+
+
+@dataclass(frozen=True)
+class ChatRoutes:
+    """What `register_chat_routes` gives the app: slots per agent, proxied views per agent."""
+
+    limiters: dict[str, SlotLimiter]
+    proxied: dict[str, Callable[[], Response]]

@@ -1,0 +1,218 @@
+"""One streamed Ollama `/api/chat` call over the standard library's `http.client`.
+
+The HTTP workers run under gunicorn's gevent worker, which monkey-patches `socket`, so
+this connection is cooperative there (and a plain blocking socket under gthread). Every
+read waits at most until the generation's deadline; `abort()` (from another greenlet
+or thread) shuts the socket down at once, which ends the generation upstream: Ollama
+stops a request whose client has gone. A connection whose stream ended cleanly is kept
+for the next call of this process (keep-alive); any other is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+CHAT_PATH = "/api/chat"
+CONNECT_TIMEOUT_SECONDS = 3.0
+MAX_LINE_BYTES = 1024 * 1024
+_ERROR_DETAIL_CHARS = 300
+MAX_IDLE_CONNECTIONS = 32  # per process and Ollama address
+
+_idle: dict[tuple[str, int | None, bool], list[http.client.HTTPConnection]] = {}
+_idle_lock = threading.Lock()
+
+
+def _take_idle(key: tuple[str, int | None, bool]) -> http.client.HTTPConnection | None:
+    with _idle_lock:
+        pool = _idle.get(key)
+        return pool.pop() if pool else None
+
+
+def _keep_idle(key: tuple[str, int | None, bool], conn: http.client.HTTPConnection) -> bool:
+    with _idle_lock:
+        pool = _idle.setdefault(key, [])
+        if len(pool) >= MAX_IDLE_CONNECTIONS:
+            return False
+        pool.append(conn)
+        return True
+
+
+class UpstreamError(Exception):
+    """Ollama failed: refused, reset, an error status or an `{"error"}` line (safe text)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class TimeLimit(Exception):
+    """The generation's deadline passed before Ollama finished."""
+
+
+class OllamaChat:
+    """`/api/chat` with `stream: true`; iterate for its NDJSON objects, then `close()`."""
+
+    def __init__(self, base_url: str, body: dict[str, Any], deadline: float) -> None:
+        parts = urlsplit(base_url)
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._body = json.dumps(body).encode()
+        self.deadline = deadline
+        self._conn: http.client.HTTPConnection | None = None
+        self._response: http.client.HTTPResponse | None = None
+        self._key = (self._host, self._port, self._https)
+        self._reusable = False
+        self._fresh = False  # True once on a new connection (no retry then)
+        self.aborted = False
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeLimit
+        return left
+
+    def send(self) -> None:
+        """Send the request now (its answer is read by `open`): Ollama starts at once."""
+        if self._conn is not None:
+            return
+        idle = None if self._fresh else _take_idle(self._key)
+        if idle is not None:
+            self._conn = idle
+            try:
+                self._settimeout()
+                self._request(idle)
+                return
+            except (OSError, http.client.HTTPException):
+                idle.close()  # closed by the server while idle: once more, on a new one
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = kind(self._host, self._port, timeout=min(CONNECT_TIMEOUT_SECONDS, self._left()))
+        self._conn = conn
+        self._fresh = True
+        try:
+            self._request(conn)
+        except TimeoutError:
+            self._conn = None
+            raise TimeLimit from None
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn = None
+            conn.close()
+            raise UpstreamError(self._why(exc)) from None
+
+    def _request(self, conn: http.client.HTTPConnection) -> None:
+        conn.request(
+            "POST",
+            self._prefix + CHAT_PATH,
+            self._body,
+            {"Content-Type": "application/json", "Accept": "application/x-ndjson"},
+        )
+
+    def open(self) -> None:
+        """Send the request if not yet sent, then read the status line (Ollama sends it
+        with the first piece); a kept connection the server had closed is retried once."""
+        self.send()
+        conn = self._conn
+        assert conn is not None
+        try:
+            self._settimeout()
+            response = conn.getresponse()
+        except TimeoutError:
+            raise TimeLimit from None
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            conn.close()
+            self._conn = None
+            if self._fresh or self.aborted:
+                raise UpstreamError(self._why(exc)) from None
+            self._fresh = True
+            self.send()
+            return self.open()
+        except (OSError, http.client.HTTPException) as exc:
+            raise UpstreamError(self._why(exc)) from None
+        self._response = response
+        if response.status != 200:
+            raise UpstreamError(_error_text(response), response.status)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        response = self._response
+        assert response is not None, "open() first"
+        while True:
+            try:
+                self._settimeout()
+                line = response.readline(MAX_LINE_BYTES)
+            except TimeoutError:
+                raise TimeLimit from None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                raise UpstreamError(self._why(exc)) from None
+            if not line:
+                if self.aborted:
+                    raise UpstreamError("aborted")
+                return
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except ValueError:
+                raise UpstreamError("Ollama sent a line that is not JSON") from None
+            if not isinstance(message, dict):
+                raise UpstreamError("Ollama sent a line that is not a JSON object")
+            if "error" in message:
+                raise UpstreamError(str(message["error"])[:_ERROR_DETAIL_CHARS])
+            yield message
+            if message.get("done"):
+                self._finish_body(response)
+                return
+
+    def _finish_body(self, response: http.client.HTTPResponse) -> None:
+        """Read the end of the body, so the connection can carry the next request."""
+        try:
+            self._settimeout()
+            self._reusable = response.read(1) == b"" and not response.will_close
+        except (OSError, http.client.HTTPException, TimeLimit):
+            self._reusable = False
+
+    def _settimeout(self) -> None:
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            sock.settimeout(self._left())
+
+    def _why(self, exc: BaseException) -> str:
+        if self.aborted:
+            return "aborted"
+        return f"Ollama connection failed: {type(exc).__name__}"
+
+    def abort(self) -> None:
+        """Cut the connection now (safe from another greenlet or thread): Ollama stops."""
+        self.aborted = True
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Keep a cleanly finished connection for the next call, else close it."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._reusable and not self.aborted and _keep_idle(self._key, conn):
+            return
+        with contextlib.suppress(OSError):
+            conn.close()
+
+
+def _error_text(response: http.client.HTTPResponse) -> str:
+    """Ollama's `{"error": "..."}` text of an error answer, or its status."""
+    try:
+        raw = response.read(64 * 1024)
+        message = json.loads(raw).get("error")
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        message = None
+    text = str(message) if message else f"HTTP {response.status}"
+    return text[:_ERROR_DETAIL_CHARS]
