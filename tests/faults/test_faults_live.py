@@ -152,8 +152,10 @@ def _orchestrated_worker(start_worker, ollama: OllamaStandIn, orchestrator_url: 
     )
 
 
-def _registration(worker: WorkerProcess) -> dict:
-    (entry,) = json.loads(http("GET", f"{worker.url}/readyz")[2])["registration"]
+def _registration(worker: WorkerProcess, capability: str = "agent-net") -> dict:
+    """The GPU-check capability's entry (the default agent has its own beside it)."""
+    entries = json.loads(http("GET", f"{worker.url}/readyz")[2])["registration"]
+    (entry,) = [entry for entry in entries if entry["capability"] == capability]
     return entry
 
 

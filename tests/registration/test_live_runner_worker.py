@@ -8,6 +8,7 @@ import os
 import re
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -26,6 +27,9 @@ Standin = Callable[..., StandinOrchestrator]
 StartWorker = Callable[..., WorkerProcess]
 
 
+NO_AGENTS = Path(__file__).with_name("no_agents.toml")
+
+
 def live(standin: Standin, **options: Any) -> StandinOrchestrator:
     return standin(live_runners=True, heartbeat_interval=INTERVAL, heartbeat_ttl=TTL, **options)
 
@@ -40,6 +44,7 @@ def worker_env(orch: StandinOrchestrator, port: int | None = None, **extra: str)
         "WORKER_TOKEN": TOKEN,
         "REGISTER_INTERVAL_SECONDS": "1",
         "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}",  # nothing listens: Ollama is down
+        "AGENTS_FILE": str(NO_AGENTS),  # the GPU-check runner alone (agents: their own test)
         **extra,
     }
 
