@@ -238,3 +238,37 @@ def test_live_runner_only_registers_no_byoc_capability(
         assert call_through(orch, entry).status_code == 200
     assert orch.store.get("agent-net") is None
     assert readyz(worker)["registration"] == []
+
+
+def test_each_agent_is_a_runner_ready_only_while_its_model_can_run(
+    standin: Standin, start_worker: StartWorker, fake_nvml: FakeNvml, ollama
+) -> None:
+    """The default agent beside the GPU check: streamed through the proxy while Ollama
+    serves its model; out of discovery (the GPU check staying) once Ollama fails."""
+    orch = live(standin)
+    env = worker_env(orch, OLLAMA_HOST=ollama.url, AGENTS_FILE="")  # the default agent
+
+    def runners() -> dict[str, dict[str, Any]]:
+        response = requests.get(f"{orch.url}/discovery", timeout=5)
+        [entry] = response.json()
+        return {runner["app"]: runner for runner in entry.get("runners", [])}
+
+    start_worker(env, nvml=fake_nvml)
+    agent_app = "agent-net/agent-net-llm"
+    found = wait_for(lambda: agent_app in (r := runners()) and APP in r and r, 20, what="both")
+    agent = found[agent_app]
+    assert agent["mode"] == "single-shot" and agent["gpu"]["name"] == H100
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 4}
+    with requests.post(f"{agent['url']}/agent-net-llm", json=body, stream=True, timeout=20) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines(decode_unicode=True) if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert chunks[0]["object"] == "chat.completion.chunk"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+
+    ollama.set_mode("error")  # Ollama answers 500: the agent cannot run, the GPU check can
+    remaining = wait_for(lambda: agent_app not in (r := runners()) and r, 20, what="agent out")
+    assert APP in remaining
+    ollama.set_mode("ok")
+    wait_for(lambda: agent_app in runners(), 20, what="the agent back in discovery")
