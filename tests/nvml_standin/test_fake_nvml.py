@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.child import result_of, run_python
 from tests.standins.nvml import build, values
 
 STANDIN_DIR = Path(build.__file__).resolve().parent
@@ -139,24 +140,8 @@ PRELUDE = textwrap.dedent(
 )
 
 
-def _result(stdout: str, stderr: str) -> dict:
-    for line in stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(f"child printed no RESULT line\nstdout:\n{stdout}\nstderr:\n{stderr}")
-
-
 def run_child(code: str, env: dict[str, str], timeout: float = 15) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return _result(proc.stdout, proc.stderr)
+    return run_python(PRELUDE, code, env, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -387,7 +372,7 @@ def test_hang_blocks_until_control_file_changes(fake) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, stderr
-    out = _result(stdout, stderr)
+    out = result_of(stdout, stderr)
     assert out["alive"] == []
     expected = expected_device(H100, 0)
     assert out["results"] == {key: expected[key] for key in PER_DEVICE}
@@ -558,7 +543,7 @@ def test_unknown_scenario_fails_every_call(fake) -> None:
         timeout=15,
         check=False,
     )
-    assert _result(proc.stdout, proc.stderr) == {"init": err("Unknown", 999)}
+    assert result_of(proc.stdout, proc.stderr) == {"init": err("Unknown", 999)}
     assert "unknown scenario 'typo'" in proc.stderr
     with pytest.raises(ValueError, match="typo"):
         fake.set_scenario("typo")
@@ -1139,7 +1124,7 @@ def test_malformed_health_file_fails_device_queries(fake) -> None:
         timeout=15,
         check=False,
     )
-    assert _result(proc.stdout, proc.stderr) == {"count": 2, "fan": err("Unknown", 999)}
+    assert result_of(proc.stdout, proc.stderr) == {"count": 2, "fan": err("Unknown", 999)}
     assert "line 1: unknown field" in proc.stderr
 
 
@@ -1259,7 +1244,7 @@ def _finish(proc: subprocess.Popen[str]) -> dict:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, stderr
-    return _result(stdout, stderr)
+    return result_of(stdout, stderr)
 
 
 def test_injected_xid_reaches_every_waiting_process(fake) -> None:

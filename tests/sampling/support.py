@@ -5,11 +5,10 @@ back the one `RESULT <json>` line it printed (`emit(obj)`).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tests.helpers.child import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,22 +26,6 @@ CHILD_PRELUDE = textwrap.dedent(
 )
 
 
-def result_of(stdout: str, stderr: str) -> dict:
-    for line in stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise AssertionError(f"child printed no RESULT line\nstdout:\n{stdout}\nstderr:\n{stderr}")
-
-
 def run_child(code: str, env: dict[str, str], timeout: float = 30) -> dict:
     """Run CHILD_PRELUDE + code in a fresh Python; return what it emitted."""
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return result_of(proc.stdout, proc.stderr)
+    return run_python(CHILD_PRELUDE, code, env, timeout)

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.sampling.support import CHILD_PRELUDE, result_of, run_child
+from tests.helpers.child import result_of
+from tests.sampling.support import CHILD_PRELUDE, run_child
 from tests.standins.nvml.build import UNSUPPORTED, FakeNvml, build_fake_nvml
 
 WATCH_CHILD = """

@@ -1,0 +1,32 @@
+"""Run a snippet of Python in a fresh interpreter and read back the one result it emits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+RESULT_PREFIX = "RESULT "
+
+
+def result_of(stdout: str, stderr: str) -> dict:
+    """The JSON a child printed on its `RESULT ` line."""
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    raise AssertionError(f"child printed no RESULT line\nstdout:\n{stdout}\nstderr:\n{stderr}")
+
+
+def run_python(prelude: str, code: str, env: dict[str, str], timeout: float) -> dict:
+    """Run `prelude` + `code` (dedented) in a fresh Python; return what it emitted."""
+    proc = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return result_of(proc.stdout, proc.stderr)
