@@ -10,6 +10,7 @@ leaves it as the next expects. Everything is removed at the end, even on failure
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -146,9 +147,9 @@ class Stack:
         ) as resp:
             return json.loads(resp.read())
 
-    def registered(self) -> dict[str, Any] | None:
+    def registered(self, name: str = "agent-net") -> dict[str, Any] | None:
         caps = self.orchestrator_view()["capabilities"]
-        return next((c for c in caps if c["name"] == "agent-net"), None)
+        return next((c for c in caps if c["name"] == name), None)
 
     def probe(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {
@@ -365,6 +366,49 @@ def test_the_live_runner_is_in_discovery_and_answers_through_the_orchestrator(
     )
     with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
         assert resp.status == 200 and json.loads(resp.read())["agent_id"] == "live-runner"
+
+
+def test_a_streamed_agent_job_goes_through_the_orchestrator(stack: Stack) -> None:
+    """A gateway's job for an agent (agents.example.toml) through go-livepeer's relay: SSE
+    chunks from the ollama service, the balance line, then [DONE]."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    agent = "agent-net-llm"
+    wait_until(lambda: stack.registered(agent), 60, f"{agent} registered")
+    body = {"messages": [{"role": "user", "content": "hello"}], "stream": True, "max_tokens": 8}
+    job = {
+        "id": "stack-agent-job",
+        "request": json.dumps(body),
+        "parameters": "{}",
+        "capability": agent,
+        "sender": "",
+        "sig": "",
+        "timeout_seconds": 30,
+    }
+    req = urllib.request.Request(
+        f"{stack.orch_url}/process/request/{agent}",
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Livepeer": base64.b64encode(json.dumps(job).encode()).decode(),
+            "Livepeer-Capability": agent,
+        },
+    )
+    lines: list[str] = []
+    with urllib.request.urlopen(req, timeout=40, context=ctx) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        for raw in resp:
+            line = raw.decode().strip()
+            if line:
+                lines.append(line)
+            if "[DONE]" in line:
+                break  # go-livepeer keeps the job open until the client leaves
+    assert lines[-1] == "data: [DONE]" and lines[-2].startswith('data: {"balance"')
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-2]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "Stand-in reply from the ollama image"
 
 
 def test_registers_again_after_an_orchestrator_restart(stack: Stack) -> None:
