@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from worker.registration.state import read_live_runner_state, read_registration_
 from worker.sampling.published import Readings
 
 MAX_AGENT_ID_CHARS = 128
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -44,7 +46,7 @@ def parse_job_body(raw: bytes) -> str:
         raise ApiError(
             400, "invalid_agent_id", f"agent_id must be at most {MAX_AGENT_ID_CHARS} characters"
         )
-    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in agent_id):
+    if _CONTROL_CHARACTERS.search(agent_id):
         raise ApiError(400, "invalid_agent_id", "agent_id must not contain control characters")
     return agent_id
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ class SlotLimiter:
         self._pid: int | None = None
         self._held: set[int] = set()
         self._lock = threading.Lock()
+        self._in_use: tuple[float, int] | None = None
 
     def _file(self) -> int:
         # Opened lazily and per process: a descriptor inherited across fork shares locks.
@@ -75,8 +77,16 @@ class SlotLimiter:
             if slot is not None:
                 self._give(slot)
 
-    def in_use(self) -> int:
-        """Slots held right now by any process (an approximate, lock-probing count)."""
+    def in_use(self, max_age: float = 0.0) -> int:
+        """Slots held by any process (a lock-probing count), at most `max_age` s old."""
+        cached = self._in_use
+        if max_age > 0 and cached is not None and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        count = self._count_in_use()
+        self._in_use = (time.monotonic(), count)
+        return count
+
+    def _count_in_use(self) -> int:
         with self._lock:
             fd = self._file()
             busy = len(self._held)

@@ -157,6 +157,11 @@ def _encode_models(catalogue: Catalogue | None, residency: ResidencyReport | Non
     return _compact([model_fields(m, found.get(m.name)) for m in catalogue.models])
 
 
+# `jobs_running` per agent is counted by probing its slot locks (one syscall per slot):
+# at most this old, so a busy /gpu-check does not probe every slot on every request.
+JOBS_RUNNING_MAX_AGE = 0.25
+
+
 class ReportBuilder:
     """Builds the /gpu-check JSON text for one app (one per gunicorn worker process).
 
@@ -219,7 +224,7 @@ class ReportBuilder:
         items = []
         for agent, head in zip(self._agents, encoded, strict=True):
             limiter = self._limiters.get(agent.name)
-            running = limiter.in_use() if limiter is not None else 0
+            running = limiter.in_use(JOBS_RUNNING_MAX_AGE) if limiter is not None else 0
             item = f'{head},"jobs_running":{running}}}'
             if agent.name == agent_id:
                 items.insert(0, item)
