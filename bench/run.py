@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
+import wrk  # noqa: E402
 from loadgen import RunResult, run_load  # noqa: E402
 
 from tests.helpers.hostile import HostileClients  # noqa: E402
@@ -219,6 +220,9 @@ def main() -> int:
         "--client-timeout", type=float, default=5.0, help="a normal request's time limit (s)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    parser.add_argument(
+        "--wrk-rounds", type=int, default=6, help="paired wrk runs of /healthz and /gpu-check"
+    )
     args = parser.parse_args()
 
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the servers stop and the directory goes.
@@ -317,6 +321,7 @@ def bench(args: argparse.Namespace, work: Path) -> int:
         ),
     }
     results: dict[str, list[RunResult]] = {target: [] for target in TARGETS}
+    wrk_pairs: list[tuple[wrk.WrkRun, wrk.WrkRun]] | None = None
     started = time.monotonic()
     load_before = os.getloadavg()
     try:
@@ -364,13 +369,19 @@ def bench(args: argparse.Namespace, work: Path) -> int:
                     server.record_rss("after round 1")
         for server in servers.values():
             server.record_rss("end")
+        if wrk.available() and args.wrk_rounds > 0:
+            wrk_pairs = wrk.compare(
+                worker.url, work, args.wrk_rounds, args.duration + args.warmup, 32
+            )
     finally:
         hostile.close()
         for server in servers.values():
             server.stop()
         ollama.stop()
     elapsed = time.monotonic() - started
-    verdicts = print_report(args, results, servers, elapsed, (load_before, os.getloadavg()))
+    verdicts = print_report(
+        args, results, servers, elapsed, (load_before, os.getloadavg()), wrk_pairs
+    )
     code, line = outcome(verdicts)
     print(f"\n{line}")
     return code
@@ -382,6 +393,7 @@ def print_report(
     servers: dict[str, Server],
     elapsed: float,
     load_average: tuple[tuple[float, ...], tuple[float, ...]],
+    wrk_pairs: list[tuple[wrk.WrkRun, wrk.WrkRun]] | None = None,
 ) -> list[Verdict]:
     """Print the report; return the verdict on every target."""
     baseline = results["baseline"]
@@ -472,15 +484,21 @@ def print_report(
     healthz = results["healthz"]
     rps_vs_healthz = statistics.median(r.rps / h.rps for r, h in zip(ok, healthz, strict=True))
     p99_vs_healthz = statistics.median(r.p99 / h.p99 for r, h in zip(ok, healthz, strict=True))
+    client = "this load generator"
+    if wrk_pairs:
+        print_wrk(wrk_pairs)
+        rps_vs_healthz, p99_vs_healthz = wrk.ratios(wrk_pairs)
+        client = "wrk -t2 -c32"
     _verdict(
         verdicts,
-        f"/gpu-check throughput >= {HEALTHZ_THROUGHPUT_TARGET:.0%} of the same server's /healthz",
+        f"/gpu-check throughput >= {HEALTHZ_THROUGHPUT_TARGET:.0%} of the same server's /healthz"
+        f" ({client})",
         rps_vs_healthz >= HEALTHZ_THROUGHPUT_TARGET,
         f"{rps_vs_healthz:.2f}",
     )
     _verdict(
         verdicts,
-        f"/gpu-check p99 <= {HEALTHZ_P99_TARGET:g}x the same server's /healthz",
+        f"/gpu-check p99 <= {HEALTHZ_P99_TARGET:g}x the same server's /healthz ({client})",
         p99_vs_healthz <= HEALTHZ_P99_TARGET,
         f"{p99_vs_healthz:.2f}x",
     )
@@ -532,6 +550,23 @@ def print_report(
         f"others: {bad or 'none'}, errors: {errors}",
     )
     return verdicts
+
+
+def print_wrk(pairs: list[tuple[wrk.WrkRun, wrk.WrkRun]]) -> None:
+    """The wrk rounds: /healthz and /gpu-check on the worker, and their ratios."""
+    print("\n/gpu-check against the same server's /healthz, wrk -t2 -c32 (bench/wrk.py)")
+    print(
+        f"{'round':>5} {'/healthz req/s':>15} {'p99 ms':>8} {'/gpu-check req/s':>17}"
+        f" {'p99 ms':>8} {'req/s ratio':>12} {'p99 ratio':>10} {'non-2xx/errors':>15}"
+    )
+    for number, (health, job) in enumerate(pairs, 1):
+        print(
+            f"{number:>5} {health.rps:>15.0f} {health.p99 * 1e3:>8.2f} {job.rps:>17.0f}"
+            f" {job.p99 * 1e3:>8.2f} {job.rps / health.rps:>12.2f} {job.p99 / health.p99:>10.2f}"
+            f" {health.non_2xx + job.non_2xx}/{health.errors + job.errors:>13}"
+        )
+    rps, p99 = wrk.ratios(pairs)
+    print(f"median: req/s ratio {rps:.2f}, p99 ratio {p99:.2f}\n")
 
 
 def _failures(runs: list[RunResult]) -> str:
