@@ -11,6 +11,8 @@ import time
 from http.client import HTTPConnection
 from pathlib import Path
 
+import pytest
+
 from tests.agents.support import HELLO, agents_file, open_stream, read_events, stream
 from tests.helpers.processes import http, post_json, wait_for, worker_runtime_dir
 from tests.metrics.scrape import scrape, value
@@ -20,12 +22,18 @@ from tests.standins.ollama_api import OllamaStandIn
 AGENT = "agent-net-llm"
 
 
-def start(start_worker, fake_nvml, ollama, tmp_path: Path | None = None, *agents, **env):
-    extra = dict(env)
-    if agents:
-        assert tmp_path is not None
-        extra["AGENTS_FILE"] = str(agents_file(tmp_path, *agents))
-    return start_worker({"OLLAMA_HOST": ollama.url, **extra}, nvml=fake_nvml)
+@pytest.fixture
+def run_worker(start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path):
+    """Start the worker on the stand-ins: `run_worker(*agents, **env)`; agents (dicts)
+    go to an agents file, none means the default agent."""
+
+    def run(*agents: dict, **env: str):
+        extra = dict(env)
+        if agents:
+            extra["AGENTS_FILE"] = str(agents_file(tmp_path, *agents))
+        return start_worker({"OLLAMA_HOST": ollama.url, **extra}, nvml=fake_nvml)
+
+    return run
 
 
 def generation(ollama: OllamaStandIn, index: int = -1):
@@ -33,10 +41,10 @@ def generation(ollama: OllamaStandIn, index: int = -1):
 
 
 def test_a_streamed_answer_arrives_piece_by_piece_then_usage_then_done(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
     ollama.configure(reply="The sky is blue because air scatters blue light", token_interval=0.2)
-    worker = start(start_worker, fake_nvml, ollama)
+    worker = run_worker()
     seen_while_running: list[tuple[int, bool]] = []
 
     def on_event(data: str) -> None:
@@ -69,14 +77,10 @@ def test_a_streamed_answer_arrives_piece_by_piece_then_usage_then_done(
 
 
 def test_not_streamed_is_one_chat_completion_with_usage(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
     ollama.configure(reply="Rayleigh scattering.")
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {
             "name": "sky",
             "model": "llama3.2:3b",
@@ -120,10 +124,10 @@ def test_not_streamed_is_one_chat_completion_with_usage(
 
 
 def test_max_tokens_ends_with_finish_reason_length(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
     ollama.configure(tokens=20)
-    worker = start(start_worker, fake_nvml, ollama)
+    worker = run_worker()
     result = stream(worker.url, f"/{AGENT}", {"messages": HELLO, "max_tokens": 3})
     assert len(result.pieces()) == 3
     assert result.chunks()[-1]["choices"][0]["finish_reason"] == "length"
@@ -132,9 +136,9 @@ def test_max_tokens_ends_with_finish_reason_length(
 
 
 def test_an_error_mid_stream_is_an_error_chunk_then_done(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
-    worker = start(start_worker, fake_nvml, ollama)
+    worker = run_worker()
     for mode in ("error", "close"):
         ollama.configure(tokens=10, fail_after=3, fail_mode=mode)
         result = stream(worker.url, f"/{AGENT}", {"messages": HELLO})
@@ -148,14 +152,10 @@ def test_an_error_mid_stream_is_an_error_chunk_then_done(
 
 
 def test_the_time_limit_ends_generation_upstream_and_the_stream_with_done(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
     ollama.configure(tokens=200, token_interval=0.05)
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {"name": "brief", "model": "codellama:34b-instruct-q4_k_m", "timeout_seconds": 1.0},
     )
     result = stream(worker.url, "/brief", {"messages": HELLO})
@@ -189,13 +189,9 @@ def _disconnect_case(worker, ollama: OllamaStandIn, path: str, wait_pieces: int)
 
 
 def test_a_client_that_leaves_stops_the_generation_and_frees_its_slot(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {"name": "solo", "model": "codellama:34b-instruct-q4_k_m", "capacity": 1},
     )
     for behaviour, pieces in (
@@ -221,9 +217,9 @@ def test_a_client_that_leaves_stops_the_generation_and_frees_its_slot(
 
 
 def test_bad_requests_are_stable_json_errors(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
-    worker = start(start_worker, fake_nvml, ollama, MAX_BODY_BYTES="2048")
+    worker = run_worker(MAX_BODY_BYTES="2048")
     openai = f"{worker.url}/v1/chat/completions"
     cases = [
         (openai, {"model": "nobody", "messages": HELLO}, 404, "unknown_agent"),
@@ -270,9 +266,9 @@ def test_bad_requests_are_stable_json_errors(
 
 
 def test_the_worker_token_guards_the_agent_routes(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
-    worker = start(start_worker, fake_nvml, ollama, WORKER_TOKEN="tok-123")
+    worker = run_worker(WORKER_TOKEN="tok-123")
     for path in (f"/{AGENT}", "/v1/chat/completions"):
         body = {"model": AGENT, "messages": HELLO}
         status, answer = post_json(worker.url + path, body)
@@ -284,13 +280,9 @@ def test_the_worker_token_guards_the_agent_routes(
 
 
 def test_admission_refuses_with_503_and_retry_after_before_any_stream(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {"name": AGENT, "model": "codellama:34b-instruct-q4_k_m", "capacity": 2},
         {"name": "absent", "model": "mistral:7b"},
     )
@@ -367,14 +359,10 @@ def test_without_nvml_agents_are_refused(start_worker, ollama: OllamaStandIn) ->
 
 
 def test_fifty_streams_at_once_all_complete(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
     ollama.configure(tokens=10, token_interval=0.05)
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {"name": "crowd", "model": "codellama:34b-instruct-q4_k_m", "capacity": 60},
         WORKER_WORKERS="1",
     )
@@ -397,14 +385,10 @@ def test_fifty_streams_at_once_all_complete(
 
 
 def test_metrics_and_gpu_check_show_each_agent(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, tmp_path: Path
 ) -> None:
     ollama.configure(tokens=5, token_interval=0.01)
-    worker = start(
-        start_worker,
-        fake_nvml,
-        ollama,
-        tmp_path,
+    worker = run_worker(
         {"name": "coder", "model": "codellama:34b-instruct-q4_k_m"},
         {"name": "small", "model": "llama3.2:3b", "capacity": 2},
     )
@@ -454,11 +438,11 @@ def test_metrics_and_gpu_check_show_each_agent(
 
 
 def test_streams_one_after_another_on_one_kept_alive_connection(
-    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
+    run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
     """go-livepeer reuses its connections to the worker: the disconnect watcher must never
     disturb the server reading the next request on the same connection."""
-    worker = start(start_worker, fake_nvml, ollama, WORKER_WORKERS="1")
+    worker = run_worker(WORKER_WORKERS="1")
     host, _, port = worker.url.removeprefix("http://").partition(":")
     conn = HTTPConnection(host, int(port), timeout=20)
     try:
