@@ -189,6 +189,26 @@ def _other_xids(i: Inputs) -> str | None:
     return f"XID {', '.join(map(str, others))} in the last hour ({i.xids.count_last_hour} XIDs)"
 
 
+def _xid_rules(
+    level: Level,
+    window: str,
+    test: Callable[[int], Callable[[Inputs], str | None]],
+    table: tuple[tuple[int, str, str], ...],
+) -> tuple[Rule, ...]:
+    """One rule per XID code of `table` (code, meaning, action), each citing the catalogue."""
+    return tuple(
+        Rule(
+            f"xid_{code}",
+            level,
+            f"XID {code} {window}: {meaning}",
+            test(code),
+            xid=code,
+            citation=_cite(code, meaning, action),
+        )
+        for code, meaning, action in table
+    )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "gpu_lost",
@@ -214,17 +234,7 @@ RULES: tuple[Rule, ...] = (
         "a memory row remap is pending: it takes effect only after a GPU reset",
         _flag("remapped_rows_pending", "row remap pending"),
     ),
-    *(
-        Rule(
-            f"xid_{code}",
-            "critical",
-            f"XID {code} since start: {meaning}",
-            _xid_since_start(code),
-            xid=code,
-            citation=_cite(code, meaning, action),
-        )
-        for code, meaning, action in _CRITICAL_XIDS
-    ),
+    *_xid_rules("critical", "since start", _xid_since_start, _CRITICAL_XIDS),
     Rule(
         "thermal_throttle",
         "warning",
@@ -267,17 +277,7 @@ RULES: tuple[Rule, ...] = (
         "memory pages are waiting to be retired: takes effect after a GPU reset or reboot",
         _flag("retired_pages_pending", "page retirement pending"),
     ),
-    *(
-        Rule(
-            f"xid_{code}",
-            "warning",
-            f"XID {code} in the last hour: {meaning}",
-            _xid_last_hour(code),
-            xid=code,
-            citation=_cite(code, meaning, action),
-        )
-        for code, meaning, action in _WARNING_XIDS
-    ),
+    *_xid_rules("warning", "in the last hour", _xid_last_hour, _WARNING_XIDS),
     Rule(
         "xid_recent",
         "warning",
