@@ -441,7 +441,8 @@ def test_streams_one_after_another_on_one_kept_alive_connection(
     run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
     """go-livepeer reuses its connections to the worker: the disconnect watcher must never
-    disturb the server reading the next request on the same connection."""
+    disturb the server reading the next request on the same connection. The worker keeps
+    its own connection to Ollama alive too: all 40 generations ride on one."""
     worker = run_worker(WORKER_WORKERS="1")
     host, _, port = worker.url.removeprefix("http://").partition(":")
     conn = HTTPConnection(host, int(port), timeout=20)
@@ -459,3 +460,6 @@ def test_streams_one_after_another_on_one_kept_alive_connection(
     finally:
         conn.close()
     assert [g.outcome for g in ollama.generations()] == ["done"] * 40
+    chats = [r for r in ollama.state.recorded if r.path == "/api/chat"]
+    assert len(chats) == 40
+    assert {r.connection for r in chats} == {chats[0].connection}

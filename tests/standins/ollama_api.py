@@ -127,6 +127,7 @@ class Recorded:
     path: str
     body: Any
     at: float  # time.monotonic()
+    connection: int = 0  # which connection carried it: 1 for the first accepted, and so on
 
 
 @dataclass
@@ -188,6 +189,7 @@ class StandInState:
     delay: float = 0.0
     models: list[dict[str, Any]] = field(default_factory=default_models)
     requests: int = 0
+    connections: int = 0  # connections accepted, over the stand-in's life
     changed: threading.Condition = field(default_factory=threading.Condition)
     behaviour: Behaviour = field(default_factory=Behaviour)
     default_keep_alive: float = DEFAULT_KEEP_ALIVE
@@ -508,6 +510,7 @@ class _Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    serial = 0  # this connection's number (Recorded.connection)
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -515,6 +518,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Go's net package sets TCP_NODELAY on every TCP connection (Ollama is Go): a
+        # header write then a piece write must not wait on Nagle and a delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.state.changed:
+            self.server.state.connections += 1
+            self.serial = self.server.state.connections
         self.server.track(self.connection, open_=True)
 
     def finish(self) -> None:
@@ -537,7 +546,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = _parse_body(raw)
         with state.changed:
             state.requests += 1
-            state.recorded.append(Recorded(self.command, self.path, body, time.monotonic()))
+            state.recorded.append(
+                Recorded(self.command, self.path, body, time.monotonic(), self.serial)
+            )
         if self.path == "/":
             self._send(200, b"Ollama is running", "text/plain; charset=utf-8")
             return

@@ -3,18 +3,40 @@
 Each slot is one byte of a shared lock file, taken with a non-blocking `fcntl` lock. The
 kernel drops a dead process's locks, so a crashed worker never leaks capacity. POSIX
 locks belong to a process, not a thread, so each process also tracks the slots its own
-threads hold.
+threads hold. Counting the slots in use asks the kernel for other processes' locks
+(`F_GETLK`), one call per lock found, so it costs the jobs running, not the capacity.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# Linux's struct flock: l_type, l_whence (short), l_start, l_len (off_t), l_pid (pid_t).
+_FLOCK = "hhqqi"
+
+
+def other_locks(fd: int, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The byte ranges in [start, end) write-locked by other processes, in order
+    (clipped; a process's adjacent locks come as one range). Linux only."""
+    position = start
+    while position < end:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, position, end - position, 0)
+        kind, _, lock_start, length, _ = struct.unpack(
+            _FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        )
+        if kind == fcntl.F_UNLCK:
+            return
+        lock_end = end if length == 0 else min(end, lock_start + length)
+        yield max(lock_start, position), lock_end
+        position = lock_end
 
 
 class SlotLimiter:
@@ -89,12 +111,19 @@ class SlotLimiter:
     def _count_in_use(self) -> int:
         with self._lock:
             fd = self._file()
-            busy = len(self._held)
-            for slot in range(self.capacity):
-                if slot in self._held:
-                    continue
-                if self._try_lock(fd, slot):
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, slot)
-                else:
-                    busy += 1
-            return busy
+            busy = len(self._held)  # this process's own locks: F_GETLK never reports them
+            if sys.platform == "linux":
+                return busy + sum(end - start for start, end in other_locks(fd, 0, self.capacity))
+            return busy + self._count_by_probing(fd)
+
+    def _count_by_probing(self, fd: int) -> int:
+        """Other processes' slots, found by trying each free slot (any POSIX system)."""
+        busy = 0
+        for slot in range(self.capacity):
+            if slot in self._held:
+                continue
+            if self._try_lock(fd, slot):
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, slot)
+            else:
+                busy += 1
+        return busy

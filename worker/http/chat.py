@@ -19,6 +19,7 @@ A client that leaves stops the generation upstream: a watcher sees the connectio
 from __future__ import annotations
 
 import _socket
+import _thread
 import contextlib
 import json
 import logging
@@ -172,7 +173,9 @@ class ClientWatch:
         self._stop = threading.Event()
         self.gone = False
         if sock is not None:
-            threading.Thread(target=self._watch, name="client-watch", daemon=True).start()
+            # Not threading.Thread: its start() waits until the thread runs, which under
+            # gevent switches to it at once; this one first runs when the job waits.
+            _thread.start_new_thread(self._watch, ())
 
     def _watch(self) -> None:
         # Peek through a duplicate of the descriptor with the C-level socket type, which
@@ -235,8 +238,15 @@ class ChatJob:
             "options": chat.options,
         }
         self.upstream = OllamaChat(ollama_url, body, self.started + agent.timeout_seconds)
+        self.upstream.on_idle = self._begin
+        # Ollama starts now; the answer's headers overlap its work. A failure shows when
+        # the pieces are read (sending is tried once more then).
+        with contextlib.suppress(TimeLimit, UpstreamError):
+            self.upstream.send()
         self._release = release
-        self._usage_job = job_started(agent.name, agent.model)  # never unloaded while running
+        self._client = client
+        self._usage_job: int | None = None
+        self.watch: ClientWatch | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.first_token_at: float | None = None
@@ -245,15 +255,16 @@ class ChatJob:
         self.outcome: str | None = None
         self._closed = False
         series.running.inc()
-        self.watch = ClientWatch(client, self.upstream.abort)
+
+    def _begin(self) -> None:
+        """What need not delay the first piece, done the first time the job would wait
+        for Ollama, else right after the first piece: the residency mark (the model is
+        never unloaded while the job runs) and the watcher of the client's socket."""
+        if self.watch is None:
+            self._usage_job = job_started(self.agent.name, self.agent.model)
+            self.watch = ClientWatch(self._client, self.upstream.abort)
 
     # -- generation ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Send the request to Ollama now, while the answer's headers go out; a failure
-        shows when the pieces are read (sending is tried once more then)."""
-        with contextlib.suppress(TimeLimit, UpstreamError):
-            self.upstream.send()
-
     def pieces(self) -> Iterator[str]:
         """The text pieces as Ollama sends them; sets finish_reason, usage and outcome.
 
@@ -271,6 +282,7 @@ class ChatJob:
                     self.last_token_at = now
                     self.completion_tokens += 1
                     yield content
+                    self.upstream.idle()  # no-op once run
                 if message.get("done"):
                     self._done(message)
                     return
@@ -278,7 +290,8 @@ class ChatJob:
         except TimeLimit:
             self.finish_reason, self.outcome = TIME_LIMIT_REASON, "time_limit"
         except UpstreamError:
-            self.outcome = "client_gone" if self.watch.gone else "upstream_error"
+            gone = self.watch is not None and self.watch.gone
+            self.outcome = "client_gone" if gone else "upstream_error"
             raise
 
     def _done(self, message: dict[str, Any]) -> None:
@@ -301,7 +314,8 @@ class ChatJob:
         if self._closed:
             return
         self._closed = True
-        self.watch.stop()
+        if self.watch is not None:
+            self.watch.stop()
         if self.outcome is None:
             self.outcome = outcome or "client_gone"  # closed before Ollama finished
         if self.outcome != "completed":
@@ -527,7 +541,6 @@ def register_chat_routes(
             raise
         if not chat.stream:
             return whole_answer(job)
-        job.start()
         return Response(
             EventStream(job),
             mimetype="text/event-stream",

@@ -5,7 +5,9 @@ this connection is cooperative there (and a plain blocking socket under gthread)
 read waits at most until the generation's deadline; `abort()` (from another greenlet
 or thread) shuts the socket down at once, which ends the generation upstream: Ollama
 stops a request whose client has gone. A connection whose stream ended cleanly is kept
-for the next call of this process (keep-alive); any other is closed.
+for the next call of this process (keep-alive); any other is closed. `on_idle` is called
+once, the first time a read would wait for Ollama: work that need not delay the first
+piece is done then, in time the worker would spend waiting.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,6 +76,7 @@ class OllamaChat:
         self._reusable = False
         self._fresh = False  # True once on a new connection (no retry then)
         self.aborted = False
+        self.on_idle: Callable[[], None] | None = None  # once, when a read would first wait
 
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
@@ -122,6 +126,8 @@ class OllamaChat:
         conn = self._conn
         assert conn is not None
         try:
+            if self.on_idle is not None and self._would_wait(None):
+                self.idle()
             self._settimeout()
             response = conn.getresponse()
         except TimeoutError:
@@ -145,6 +151,8 @@ class OllamaChat:
         assert response is not None, "open() first"
         while True:
             try:
+                if self.on_idle is not None and self._would_wait(response):
+                    self.idle()
                 self._settimeout()
                 line = response.readline(MAX_LINE_BYTES)
             except TimeoutError:
@@ -165,10 +173,13 @@ class OllamaChat:
                 raise UpstreamError("Ollama sent a line that is not a JSON object")
             if "error" in message:
                 raise UpstreamError(str(message["error"])[:_ERROR_DETAIL_CHARS])
-            yield message
             if message.get("done"):
+                # Before the last yield: a caller stops iterating at `done`, so code
+                # after it would never run and the connection never be kept.
                 self._finish_body(response)
+                yield message
                 return
+            yield message
 
     def _finish_body(self, response: http.client.HTTPResponse) -> None:
         """Read the end of the body, so the connection can carry the next request."""
@@ -177,6 +188,26 @@ class OllamaChat:
             self._reusable = response.read(1) == b"" and not response.will_close
         except (OSError, http.client.HTTPException, TimeLimit):
             self._reusable = False
+
+    def idle(self) -> None:
+        """Run the `on_idle` callback now if it has not run yet."""
+        callback, self.on_idle = self.on_idle, None
+        if callback is not None:
+            callback()
+
+    def _would_wait(self, response: http.client.HTTPResponse | None) -> bool:
+        """Whether the next read would wait: nothing buffered in `response` (when given)
+        and nothing on the socket. A socket error reads as not waiting: the read shows it."""
+        sock = self._conn.sock if self._conn is not None else None
+        if sock is None:
+            return False
+        try:
+            if response is None or response.fp is None:
+                return not select.select([sock], [], [], 0)[0]
+            sock.settimeout(0.0)  # a peek that finds nothing returns at once, gevent too
+            return not response.fp.peek(1)
+        except (OSError, ValueError):
+            return False
 
     def _settimeout(self) -> None:
         sock = self._conn.sock if self._conn is not None else None

@@ -123,6 +123,7 @@ class UsageStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._pid = -1
+        self._pid_start: str | None = None
         self._connection: sqlite3.Connection | None = None
         self._open()
 
@@ -141,6 +142,7 @@ class UsageStore:
             for statement in _SCHEMA:
                 connection.execute(statement)
         self._connection, self._pid = connection, os.getpid()
+        self._pid_start = process_start(self._pid)  # constant for the process's life
         return connection
 
     @contextmanager
@@ -192,16 +194,16 @@ class UsageStore:
 
     def job_started(self, agent: str, model: str) -> int:
         """A job of `agent` on `model` runs in this process from now; its id."""
-        pid = os.getpid()
-        with self._db(write=True) as db:
+        # One statement, atomic on its own in autocommit mode: no explicit transaction.
+        with self._db() as db:
             cursor = db.execute(
                 "INSERT INTO jobs (agent, model, pid, pid_start, started_at) VALUES (?,?,?,?,?)",
-                (agent, model_key(model), pid, process_start(pid), self._clock()),
+                (agent, model_key(model), self._pid, self._pid_start, self._clock()),
             )
             return int(cursor.lastrowid or 0)
 
     def job_finished(self, job_id: int) -> None:
-        with self._db(write=True) as db:
+        with self._db() as db:  # one statement: atomic in autocommit mode
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def prune(self, now: float | None = None) -> int:
