@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 CHAT_PATH = "/api/chat"
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -67,8 +67,9 @@ class OllamaChat:
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port
-        self._prefix = parts.path.rstrip("/")
-        self._body = json.dumps(body).encode()
+        self._request_bytes = chat_request_bytes(
+            self._host, self._port, parts.path.rstrip("/"), json.dumps(body).encode()
+        )
         self.deadline = deadline
         self._conn: http.client.HTTPConnection | None = None
         self._response: http.client.HTTPResponse | None = None
@@ -112,12 +113,12 @@ class OllamaChat:
             raise UpstreamError(self._why(exc)) from None
 
     def _request(self, conn: http.client.HTTPConnection) -> None:
-        conn.request(
-            "POST",
-            self._prefix + CHAT_PATH,
-            self._body,
-            {"Content-Type": "application/json", "Accept": "application/x-ndjson"},
-        )
+        # http.client connects (TCP_NODELAY, TLS for https) and parses the answer; the
+        # request itself leaves in one write, built once (its request() takes two writes
+        # and several times the CPU, on the path to the first token).
+        if conn.sock is None:
+            conn.connect()
+        conn.sock.sendall(self._request_bytes)
 
     def open(self) -> None:
         """Send the request if not yet sent, then read the status line (Ollama sends it
@@ -129,7 +130,8 @@ class OllamaChat:
             if self.on_idle is not None and self._would_wait(None):
                 self.idle()
             self._settimeout()
-            response = conn.getresponse()
+            response = http.client.HTTPResponse(conn.sock, method="POST")
+            response.begin()
         except TimeoutError:
             raise TimeLimit from None
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
@@ -236,6 +238,20 @@ class OllamaChat:
             return
         with contextlib.suppress(OSError):
             conn.close()
+
+
+def chat_request_bytes(host: str, port: int | None, prefix: str, body: bytes) -> bytes:
+    """The whole `POST /api/chat` request, as http.client would send it."""
+    authority = f"[{host}]" if ":" in host else host
+    if port is not None:
+        authority += f":{port}"
+    path = quote(prefix, safe="/:@!$&'()*+,;=-._~%") + CHAT_PATH
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nAccept-Encoding: identity\r\n"
+        "Content-Type: application/json\r\nAccept: application/x-ndjson\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def _error_text(response: http.client.HTTPResponse) -> str:
