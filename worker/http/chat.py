@@ -181,16 +181,18 @@ class ClientWatch:
         # Peek through a duplicate of the descriptor with the C-level socket type, which
         # gevent does not patch: a peek that finds no data returns at once instead of
         # waiting on the socket beside the server's own reader (gevent forbids two).
+        # Wait on the duplicate too, never on the server's descriptor: once the server
+        # closes that, its number goes to the next connection while this wait (and the
+        # readiness of the old connection, kept open by the duplicate) would stay on it.
         sock = self._sock
         assert sock is not None
         try:
-            fd = sock.fileno()
-            raw = _socket.socket(fileno=os.dup(fd))
+            raw = _socket.socket(fileno=os.dup(sock.fileno()))
         except OSError:
             return
         try:
             while not self._stop.is_set():
-                readable, _, _ = select.select([fd], [], [], WATCH_INTERVAL_SECONDS)
+                readable, _, _ = select.select([raw.fileno()], [], [], WATCH_INTERVAL_SECONDS)
                 if self._stop.is_set():
                     return
                 if not readable:
