@@ -7,7 +7,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -18,7 +20,15 @@ from worker.http import usage_hook
 from worker.http.capacity import SlotLimiter
 from worker.http.chat import register_chat_routes
 from worker.http.document import ReportBuilder
-from worker.http.errors import LOGGED_PATH_KEY, ApiError, install_error_handlers, read_body
+from worker.http.errors import (
+    LOGGED_PATH_KEY,
+    ApiError,
+    install_error_handlers,
+    read_body,
+    read_sized_body,
+    sized_body,
+)
+from worker.http.lean import LeanRoutes
 from worker.http.metrics import instrument
 from worker.registration.runners import ROUTE_ROOT, route_prefix
 from worker.registration.state import read_live_runner_state, read_registration_state
@@ -86,7 +96,7 @@ def create_app(
     app = Flask("agent_net")
     # One byte over the limit, so a chunked body (no Content-Length) that is too large
     # shows as len > limit instead of being cut silently at the limit by werkzeug.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    body_limit = app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     usage_hook.configure(settings.usage_db_path)  # opened on first use, in each process
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
@@ -95,8 +105,8 @@ def create_app(
 
     install_error_handlers(app, settings.max_body_bytes)
 
-    def authorise() -> None:
-        if token is not None and not _bearer_matches(request.headers.get("Authorization"), token):
+    def authorise(environ: dict[str, Any]) -> None:
+        if token is not None and not _bearer_matches(environ.get("HTTP_AUTHORIZATION"), token):
             raise ApiError(
                 401,
                 "unauthorized",
@@ -115,29 +125,39 @@ def create_app(
     )
     reports = ReportBuilder(settings, readings, agents, chat_routes.limiters)
 
-    def job() -> Response:
-        authorise()
-        return run_job()
+    def job(environ: dict[str, Any]) -> Response:
+        authorise(environ)
+        return run_job(environ)
 
-    def run_job() -> Response:
+    def run_job(environ: dict[str, Any]) -> Response:
         # The body first: a client still sending one (slowly, maybe on purpose) holds a
         # connection, not one of the capacity slots that running jobs are counted in.
-        body = read_body()
+        body = read_sized_body(environ, body_limit) if sized_body(environ) else read_body()
         if len(body) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
-        with limiter.acquire() as slot:
-            if slot is None:
-                raise ApiError(
-                    503,
-                    "at_capacity",
-                    f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
-                    {"Retry-After": "1"},
-                )
+        slot = limiter.take()
+        if slot is None:
+            raise ApiError(
+                503,
+                "at_capacity",
+                f"the worker is running {limiter.capacity} jobs, its capacity; retry shortly",
+                {"Retry-After": "1"},
+            )
+        try:
             agent_id = parse_job_body(body)
             return Response(reports.render(agent_id), mimetype="application/json")
+        finally:
+            limiter.give(slot)
 
+    lean_routes: dict[str, Callable[[dict[str, Any]], Response]] = {}
     for route in settings.job_routes:
-        app.add_url_rule(f"/{route}", endpoint=f"job:{route}", view_func=job, methods=["POST"])
+        app.add_url_rule(
+            f"/{route}",
+            endpoint=f"job:{route}",
+            view_func=lambda: job(request.environ),
+            methods=["POST"],
+        )
+        lean_routes[f"/{route}"] = job
 
     # Live runners: go-livepeer proxies /apps/<id>/app/<path> to <runner_url>/<path>
     # without a bearer token; runner_url ends in /lr/<prefix>, and the secret prefix is
@@ -155,7 +175,7 @@ def create_app(
             raise ApiError(404, "not_found", "no such route")
         if request.method != "POST":
             raise ApiError(405, "method_not_allowed", "use POST", {"Allow": "POST"})
-        return view()
+        return view(request.environ)
 
     for rule in (f"/{ROUTE_ROOT}", f"/{ROUTE_ROOT}/", f"/{ROUTE_ROOT}/<path:rest>"):
         app.add_url_rule(
@@ -187,5 +207,9 @@ def create_app(
         response.status_code = 200 if ready else 503
         return response
 
-    instrument(app, readings, runtime_dir)
+    recorder = instrument(app, readings, runtime_dir)
+    lean_routes |= chat_routes.lean
+    app.wsgi_app = LeanRoutes(  # type: ignore[method-assign]
+        app.wsgi_app, lean_routes, recorder, settings.max_body_bytes
+    )
     return app

@@ -39,7 +39,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
-from worker.http.errors import ApiError, read_body
+from worker.http.errors import ApiError, read_body, read_sized_body, sized_body
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
 from worker.sampling.admission import refusal
@@ -481,10 +481,11 @@ def register_chat_routes(
     ollama_url: str,
     runtime_dir: Any,
     max_body_bytes: int,
-    authorise: Callable[[], None],
+    authorise: Callable[[dict[str, Any]], None],
 ) -> ChatRoutes:
-    """Add every agent's route and the OpenAI route; returns the agents' slot limiters and
-    their views for the live-runner proxy (whose secret path replaces the bearer token)."""
+    """Add every agent's route and the OpenAI route; returns the agents' slot limiters,
+    their handlers for the lean routes and for the live-runner proxy (whose secret path
+    replaces the bearer token)."""
     by_name = {agent.name: agent for agent in agents}
     limiters = {
         agent.name: SlotLimiter(runtime_dir / f"agent-{agent.name}.slots", agent.capacity)
@@ -492,10 +493,10 @@ def register_chat_routes(
     }
     series = {agent.name: AgentSeries(agent.name) for agent in agents}
 
-    def answer(agent: Agent | None, *, proxied: bool = False) -> Response:
+    def answer(agent: Agent | None, environ: dict[str, Any], *, proxied: bool = False) -> Response:
         if not proxied:
-            authorise()
-        raw = read_body()
+            authorise(environ)
+        raw = read_sized_body(environ, max_body_bytes) if sized_body(environ) else read_body()
         if len(raw) > max_body_bytes:
             raise RequestEntityTooLarge()
         body = parse_json_object(raw)
@@ -536,7 +537,7 @@ def register_chat_routes(
                 ollama_url,
                 agent_series,
                 lambda: limiter.give(slot),
-                request.environ.get("gunicorn.socket"),
+                environ.get("gunicorn.socket"),
             )
         except BaseException:
             limiter.give(slot)
@@ -550,23 +551,30 @@ def register_chat_routes(
             direct_passthrough=True,
         )
 
-    app.add_url_rule(
-        OPENAI_ROUTE, endpoint="chat:openai", view_func=lambda: answer(None), methods=["POST"]
-    )
+    lean: dict[str, Callable[[dict[str, Any]], Response]] = {
+        OPENAI_ROUTE: lambda environ: answer(None, environ)
+    }
     for agent in agents:
+        lean[f"/{agent.name}"] = lambda environ, agent=agent: answer(agent, environ)
+    for path, handler in lean.items():
         app.add_url_rule(
-            f"/{agent.name}",
-            endpoint=f"chat:{agent.name}",
-            view_func=lambda agent=agent: answer(agent),
+            path,
+            endpoint=f"chat:{path}",
+            view_func=lambda handler=handler: handler(request.environ),
             methods=["POST"],
         )
-    proxied = {agent.name: (lambda agent=agent: answer(agent, proxied=True)) for agent in agents}
-    return ChatRoutes(limiters, proxied)
+    proxied = {
+        agent.name: (lambda environ, agent=agent: answer(agent, environ, proxied=True))
+        for agent in agents
+    }
+    return ChatRoutes(limiters, lean, proxied)
 
 
 @dataclass(frozen=True)
 class ChatRoutes:
-    """What `register_chat_routes` gives the app: slots per agent, proxied views per agent."""
+    """What `register_chat_routes` gives the app: slots per agent, and handlers (of the
+    WSGI environ) per route path and, for the live-runner proxy, per agent name."""
 
     limiters: dict[str, SlotLimiter]
-    proxied: dict[str, Callable[[], Response]]
+    lean: dict[str, Callable[[dict[str, Any]], Response]]
+    proxied: dict[str, Callable[[dict[str, Any]], Response]]

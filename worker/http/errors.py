@@ -1,16 +1,19 @@
 """JSON errors: every rejection is `{"error": code, "detail": detail}` with a stable code.
 
-`ApiError` is raised by handlers; `install_error_handlers` turns it, werkzeug's HTTP
-errors and anything unexpected into JSON (never a traceback), and `read_body` turns a
-body the client could not send properly into a 400 instead of a 500.
+`ApiError` is raised by handlers; `install_error_handlers` (Flask) and `answer_error`
+(the lean routes, worker/http/lean.py) turn it, werkzeug's HTTP errors and anything
+unexpected into JSON (never a traceback) and one log line, and `read_body` turns a body
+the client could not send properly into a 400 instead of a 500.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 # Read and dropped after a too-large body before answering 413: closing a socket with
 # unread input makes the kernel send a reset, which can destroy the answer in flight.
@@ -37,34 +40,42 @@ def logged_path() -> str:
     return str(request.environ.get(LOGGED_PATH_KEY, request.path))
 
 
-def error_response(status: int, code: str, detail: str) -> Response:
-    response = jsonify(error=code, detail=detail)
-    response.status_code = status
-    return response
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The JSON error answer (what Flask's jsonify gives, without needing its context)."""
+    body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")) + "\n"
+    return Response(body, status=status, headers=headers, mimetype="application/json")
 
 
-def read_body() -> bytes:
-    """The request body; a body the client could not send properly is a 400, not a 500.
-
-    A body with a Content-Length within the app's limit is read from the server's input
-    stream directly (the common case, and werkzeug's wrapping of it costs as much as the
-    rest of a /gpu-check answer); any other body goes through werkzeug, which enforces
-    the limit on chunked bodies.
-    """
-    environ = request.environ
-    expected = request.content_length
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+def content_length(environ: dict[str, Any]) -> int | None:
+    """The request's Content-Length, None when absent or not a number (as werkzeug)."""
     try:
-        if expected is not None and not chunked and expected <= limit:
-            body = environ["wsgi.input"].read(expected) if expected else b""
-        else:
-            body = request.get_data(cache=False)
-    except HTTPException:
-        raise
+        return max(0, int(environ["CONTENT_LENGTH"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def sized_body(environ: dict[str, Any]) -> bool:
+    """Whether the body's size is known up front: a Content-Length, not chunked."""
+    return (
+        content_length(environ) is not None
+        and "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+
+
+def read_sized_body(environ: dict[str, Any], limit: int) -> bytes:
+    """A body with a Content-Length, read from the server's input stream (werkzeug's
+    wrapping of it costs as much as the rest of a /gpu-check answer): over `limit`
+    bytes is a 413, a body that ends early or cannot be read a 400."""
+    expected = content_length(environ) or 0
+    if expected > limit:
+        raise RequestEntityTooLarge()
+    try:
+        body = environ["wsgi.input"].read(expected) if expected else b""
     except Exception:
         raise ApiError(400, "unreadable_body", "the request body could not be read") from None
-    if expected is not None and len(body) < expected:  # the client hung up mid-body
+    if len(body) < expected:  # the client hung up mid-body
         raise ApiError(
             400,
             "unreadable_body",
@@ -73,9 +84,24 @@ def read_body() -> bytes:
     return body
 
 
-def drain_body(limit: int = DRAIN_LIMIT_BYTES) -> None:
+def read_body() -> bytes:
+    """The request body (Flask's routes); a body the client could not send properly is
+    a 400, not a 500. A chunked body goes through werkzeug, which enforces the limit."""
+    environ = request.environ
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if sized_body(environ):
+        return read_sized_body(environ, limit)
+    try:
+        return request.get_data(cache=False)
+    except HTTPException:
+        raise
+    except Exception:
+        raise ApiError(400, "unreadable_body", "the request body could not be read") from None
+
+
+def drain_body(environ: dict[str, Any] | None = None, limit: int = DRAIN_LIMIT_BYTES) -> None:
     """Discard what is left of the request body, up to `limit` bytes (best effort)."""
-    stream = request.environ.get("wsgi.input")
+    stream = (request.environ if environ is None else environ).get("wsgi.input")
     drained = 0
     try:
         while stream is not None and drained < limit:
@@ -90,21 +116,23 @@ def drain_body(limit: int = DRAIN_LIMIT_BYTES) -> None:
 def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
     """Answer every error of `app` as JSON with a stable code, and log it in one line."""
 
-    @app.errorhandler(ApiError)
-    def _api_error(error: ApiError) -> Response:
-        log.info(
-            "request_rejected method=%s path=%s status=%d error=%s",
-            request.method,
-            logged_path(),
-            error.status,
-            error.code,
-        )
-        response = error_response(error.status, error.code, error.detail)
-        response.headers.update(error.headers)
-        return response
+    for kind in (ApiError, HTTPException, Exception):
 
-    @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException) -> Response:
+        @app.errorhandler(kind)
+        def _answer(error: Exception) -> Response:
+            return answer_error(error, request.environ, logged_path(), max_body_bytes)
+
+
+def answer_error(
+    error: Exception, environ: dict[str, Any], path: str, max_body_bytes: int
+) -> Response:
+    """The JSON answer to `error` raised while answering the request in `environ`, logged
+    in one line: an ApiError as it says, werkzeug's HTTP errors with stable codes, and
+    anything else as a 500 that names only the exception's type."""
+    method = environ.get("REQUEST_METHOD", "")
+    if isinstance(error, ApiError):
+        status, code, detail, headers = error.status, error.code, error.detail, error.headers
+    elif isinstance(error, HTTPException):
         status = error.code or 500
         code = {
             404: "not_found",
@@ -112,30 +140,16 @@ def install_error_handlers(app: Flask, max_body_bytes: int) -> None:
             413: "body_too_large",
         }.get(status, (error.name or "error").lower().replace(" ", "_"))
         detail = {
-            404: f"no route {logged_path()}",
-            405: f"{request.method} is not allowed on {logged_path()}",
+            404: f"no route {path}",
+            405: f"{method} is not allowed on {path}",
             413: f"request body is larger than {max_body_bytes} bytes",
         }.get(status, error.description or error.name)
-        log.info(
-            "request_rejected method=%s path=%s status=%d error=%s",
-            request.method,
-            logged_path(),
-            status,
-            code,
-        )
-        response = error_response(status, code, detail)
+        valid = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(valid)} if status == 405 and valid else {}
         if status == 413:
-            drain_body()
-        if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(error: Exception) -> Response:
-        log.error(
-            "request_failed method=%s path=%s error=%s",
-            request.method,
-            logged_path(),
-            type(error).__name__,
-        )
+            drain_body(environ)
+    else:
+        log.error("request_failed method=%s path=%s error=%s", method, path, type(error).__name__)
         return error_response(500, "internal_error", "the worker failed to answer this request")
+    log.info("request_rejected method=%s path=%s status=%d error=%s", method, path, status, code)
+    return error_response(status, code, detail, headers)

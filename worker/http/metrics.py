@@ -413,20 +413,24 @@ class RequestRecorder:
 
     def record(self, req: Request, status: int) -> None:
         route = req.url_rule.rule if req.url_rule is not None else route_label(self._app, req)
-        key = (route, method_label(req), status)
+        self.record_route(route, method_label(req), status, req.environ.get(STARTED_KEY))
+
+    def record_route(self, route: str, method: str, status: int, started: float | None) -> None:
+        """One answer of `route` (a rule), timed from `started` (perf_counter) if given."""
+        key = (route, method, status)
         children = self._children.get(key)
         if children is None:
-            labels = (key[0], key[1], str(status))
+            labels = (route, method, str(status))
             children = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(*labels))
             self._children[key] = children
         children[0].inc()
-        started = req.environ.get(STARTED_KEY)
         if started is not None:
             children[1].observe(time.perf_counter() - started)
 
 
-def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> None:
-    """Count and time every request the app answers, and serve `GET /metrics`."""
+def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> RequestRecorder:
+    """Count and time every request the app answers, and serve `GET /metrics`; the
+    recorder is returned for the routes answered outside Flask (worker/http/lean.py)."""
     collector = ReadingsCollector(readings, runtime_dir)
     recorder = RequestRecorder(app)
     inner = app.wsgi_app
@@ -447,3 +451,5 @@ def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> None:
     def metrics() -> Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return Response(encoder(scrape_registry(collector)), content_type=content_type)
+
+    return recorder

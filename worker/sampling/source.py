@@ -103,9 +103,13 @@ class SourceSampler(Generic[T]):
             previous.attempts + 1,
             read_started_at=previous.read_started_at,
         )
-        if reason != self._logged_error:
+        # One WARNING per outage; a new reason during the same outage (a reset, then a
+        # refused connection as the server goes down) is an INFO line.
+        if self._logged_error is None:
             log.warning("source_unavailable source=%s reason=%r", self.name, reason)
-            self._logged_error = reason
+        elif reason != self._logged_error:
+            log.info("source_reason_changed source=%s reason=%r", self.name, reason)
+        self._logged_error = reason
 
     def _run(self) -> None:
         while not self._stop.is_set():
