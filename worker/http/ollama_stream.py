@@ -6,8 +6,9 @@ read waits at most until the generation's deadline; `abort()` (from another gree
 or thread) shuts the socket down at once, which ends the generation upstream: Ollama
 stops a request whose client has gone. A connection whose stream ended cleanly is kept
 for the next call of this process (keep-alive); any other is closed. `on_idle` is called
-once, the first time a read would wait for Ollama: work that need not delay the first
-piece is done then, in time the worker would spend waiting.
+once, the first time a read has waited `IDLE_GRACE_SECONDS` for Ollama: work that need
+not delay the first piece is done then, in time the worker would spend waiting (a hot
+model's first piece usually comes sooner, and the work follows it instead).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 MAX_LINE_BYTES = 1024 * 1024
 _ERROR_DETAIL_CHARS = 300
 MAX_IDLE_CONNECTIONS = 32  # per process and Ollama address
+IDLE_GRACE_SECONDS = 0.005  # how long a read waits for Ollama before `on_idle` runs
 
 _idle: dict[tuple[str, int | None, bool], list[http.client.HTTPConnection]] = {}
 _idle_lock = threading.Lock()
@@ -198,16 +200,19 @@ class OllamaChat:
             callback()
 
     def _would_wait(self, response: http.client.HTTPResponse | None) -> bool:
-        """Whether the next read would wait: nothing buffered in `response` (when given)
-        and nothing on the socket. A socket error reads as not waiting: the read shows it."""
+        """Whether the next read would wait longer than `IDLE_GRACE_SECONDS`: nothing
+        buffered in `response` (when given) and nothing on the socket within that time.
+        A socket error reads as not waiting: the read shows it."""
         sock = self._conn.sock if self._conn is not None else None
         if sock is None:
             return False
         try:
-            if response is None or response.fp is None:
-                return not select.select([sock], [], [], 0)[0]
-            sock.settimeout(0.0)  # a peek that finds nothing returns at once, gevent too
-            return not response.fp.peek(1)
+            if response is not None and response.fp is not None:
+                sock.settimeout(0.0)  # a peek that finds nothing returns at once, gevent too
+                if response.fp.peek(1):
+                    return False
+            # Nothing buffered: wait a moment on the socket (cooperatively under gevent).
+            return not select.select([sock], [], [], IDLE_GRACE_SECONDS)[0]
         except (OSError, ValueError):
             return False
 
