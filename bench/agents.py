@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -181,49 +182,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="agent-net-bench-agents-"))
     nvml = FakeNvml.create(build_fake_nvml(work / "nvml-lib"), work / "nvml")
     reply = " ".join(f"word{i}" for i in range(REPLY_WORDS))
-    ollama_port = free_port()
     python = sys.executable
-    fast = spawn_logged(
-        [
-            python,
-            str(ROOT / "tests/standins/ollama_api.py"),
-            "--port",
-            str(ollama_port),
-            "--reply",
-            reply,
-        ],
-        work / "ollama-fast.log",
-    )
-    paced_port = free_port()
-    paced = spawn_logged(
-        [
-            python,
-            str(ROOT / "tests/standins/ollama_api.py"),
-            "--port",
-            str(paced_port),
-            "--reply",
-            reply,
-            "--token-interval",
-            str(args.token_interval),
-        ],
-        work / "ollama-paced.log",
-    )
+
+    def standin(name: str, reply: str, interval: float) -> tuple[int, subprocess.Popen[bytes]]:
+        """An Ollama stand-in process streaming `reply`, a piece every `interval` s."""
+        port = free_port()
+        command = [python, str(ROOT / "tests/standins/ollama_api.py"), "--port", str(port)]
+        command += ["--reply", reply, "--token-interval", str(interval)]
+        return port, spawn_logged(command, work / f"ollama-{name}.log")
+
+    ollama_port, fast = standin("fast", reply, 0.0)
+    paced_port, paced = standin("paced", reply, args.token_interval)
     # As a model generates: the first piece at once, the next ones a token interval apart
     # (so the worker relays the first piece alone, as with a real model).
-    generating_port = free_port()
-    generating = spawn_logged(
-        [
-            python,
-            str(ROOT / "tests/standins/ollama_api.py"),
-            "--port",
-            str(generating_port),
-            "--reply",
-            "one two three",
-            "--token-interval",
-            str(args.token_interval),
-        ],
-        work / "ollama-generating.log",
-    )
+    generating_port, generating = standin("generating", "one two three", args.token_interval)
     agents = work / "agents.toml"
     agents.write_text(
         f'[[agents]]\nname = "{AGENT}"\nmodel = "{MODEL}"\ncapacity = {args.concurrent + 50}\n'
