@@ -52,8 +52,10 @@ def write_json_atomically(path: Path, document: Any) -> None:
     """Replace `path` with `document` as compact JSON at once: a reader never sees half."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # dumps, then one write: json.dump streams through the pure-Python encoder.
+        text = json.dumps(document, separators=(",", ":"))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, separators=(",", ":"))
+            handle.write(text)
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
