@@ -24,9 +24,7 @@ from worker.http.errors import (
     LOGGED_PATH_KEY,
     ApiError,
     install_error_handlers,
-    read_body,
-    read_sized_body,
-    sized_body,
+    read_request_body,
 )
 from worker.http.lean import LeanRoutes
 from worker.http.metrics import instrument
@@ -132,7 +130,7 @@ def create_app(
     def run_job(environ: dict[str, Any]) -> Response:
         # The body first: a client still sending one (slowly, maybe on purpose) holds a
         # connection, not one of the capacity slots that running jobs are counted in.
-        body = read_sized_body(environ, body_limit) if sized_body(environ) else read_body()
+        body = read_request_body(environ, body_limit)
         if len(body) > settings.max_body_bytes:
             raise RequestEntityTooLarge()
         slot = limiter.take()

@@ -39,7 +39,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
-from worker.http.errors import ApiError, read_body, read_sized_body, sized_body
+from worker.http.errors import ApiError, read_request_body
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
 from worker.sampling.admission import refusal
@@ -496,7 +496,7 @@ def register_chat_routes(
     def answer(agent: Agent | None, environ: dict[str, Any], *, proxied: bool = False) -> Response:
         if not proxied:
             authorise(environ)
-        raw = read_sized_body(environ, max_body_bytes) if sized_body(environ) else read_body()
+        raw = read_request_body(environ, max_body_bytes + 1)
         if len(raw) > max_body_bytes:
             raise RequestEntityTooLarge()
         body = parse_json_object(raw)

@@ -99,6 +99,12 @@ def read_body() -> bytes:
         raise ApiError(400, "unreadable_body", "the request body could not be read") from None
 
 
+def read_request_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The body of the request in `environ`, from a lean route or a Flask one (a chunked
+    body reaches only Flask's, which reads it through werkzeug)."""
+    return read_sized_body(environ, limit) if sized_body(environ) else read_body()
+
+
 def drain_body(environ: dict[str, Any] | None = None, limit: int = DRAIN_LIMIT_BYTES) -> None:
     """Discard what is left of the request body, up to `limit` bytes (best effort)."""
     stream = (request.environ if environ is None else environ).get("wsgi.input")
