@@ -54,30 +54,45 @@ class Capability:
 
 def capability_for(settings: Settings, target: OrchestratorTarget) -> Capability:
     """The capability this worker registers with `target`."""
-    token = settings.job_token
-    return Capability(
-        name=target.capability_name,
-        description=settings.capability_description,
-        url=settings.advertised_url,
-        capacity=settings.capability_capacity,
-        price_per_unit=settings.capability_price_per_unit,
-        price_scaling=settings.capability_price_scaling,
-        currency=settings.capability_currency,
-        token="" if token is None else token.get_secret_value(),
+    return _capability(
+        settings,
+        target.capability_name,
+        settings.capability_description,
+        settings.capability_capacity,
+        (
+            settings.capability_price_per_unit,
+            settings.capability_price_scaling,
+            settings.capability_currency,
+        ),
     )
 
 
 def agent_capability(settings: Settings, agent: Agent) -> Capability:
     """The capability an agent is registered as (the same with every orchestrator)."""
+    return _capability(
+        settings,
+        agent.name,
+        agent.summary,
+        agent.capacity,
+        (agent.price_per_unit, agent.price_scaling, agent.currency),
+    )
+
+
+def _capability(
+    settings: Settings, name: str, description: str, capacity: int, price: tuple[int, int, str]
+) -> Capability:
+    """A capability at this worker's URL, with its job token; `price` is (per unit,
+    scaling, currency)."""
     token = settings.job_token
+    per_unit, scaling, currency = price
     return Capability(
-        name=agent.name,
-        description=agent.summary,
+        name=name,
+        description=description,
         url=settings.advertised_url,
-        capacity=agent.capacity,
-        price_per_unit=agent.price_per_unit,
-        price_scaling=agent.price_scaling,
-        currency=agent.currency,
+        capacity=capacity,
+        price_per_unit=per_unit,
+        price_scaling=scaling,
+        currency=currency,
         token="" if token is None else token.get_secret_value(),
     )
 

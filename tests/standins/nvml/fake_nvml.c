@@ -1016,17 +1016,25 @@ static nvmlReturn_t fields_state(const health_t *h, const field_t *fields, size_
     return NVML_SUCCESS;
 }
 
-static nvmlReturn_t ull_field(nvmlDevice_t device, field_t field, unsigned long long *out) {
-    health_t h;
-    nvmlReturn_t r = health_query(device, &h);
+/* The device's health record with `fields` readable, checked in NVML's order: the
+   device's own failure, then NVML_ERROR_INVALID_ARGUMENT unless `args_ok`, then the first
+   failing field's code. `fields` is read only when `args_ok`. */
+static nvmlReturn_t health_fields(nvmlDevice_t device, health_t *h, int args_ok,
+                                  const field_t *fields, size_t n) {
+    nvmlReturn_t r = health_query(device, h);
     if (r != NVML_SUCCESS)
         return r;
-    if (!out)
+    if (!args_ok)
         return NVML_ERROR_INVALID_ARGUMENT;
-    if (h.state[field] != NVML_SUCCESS)
-        return h.state[field];
-    *out = h.value[field];
-    return NVML_SUCCESS;
+    return fields_state(h, fields, n);
+}
+
+static nvmlReturn_t ull_field(nvmlDevice_t device, field_t field, unsigned long long *out) {
+    health_t h;
+    nvmlReturn_t r = health_fields(device, &h, out != NULL, &field, 1);
+    if (r == NVML_SUCCESS)
+        *out = h.value[field];
+    return r;
 }
 
 static nvmlReturn_t uint_field(nvmlDevice_t device, field_t field, unsigned int *out) {
@@ -1059,15 +1067,10 @@ static nvmlReturn_t clock_reading(nvmlDevice_t device, int type, unsigned int *c
     else
         field = N_FIELDS;
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (!clock || field == N_FIELDS)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    if (h.state[field] != NVML_SUCCESS)
-        return h.state[field];
-    *clock = (unsigned int)h.value[field];
-    return NVML_SUCCESS;
+    nvmlReturn_t r = health_fields(device, &h, clock && field != N_FIELDS, &field, 1);
+    if (r == NVML_SUCCESS)
+        *clock = (unsigned int)h.value[field];
+    return r;
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, int type, unsigned int *clock) {
@@ -1113,13 +1116,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetTemperatureThreshold(nvmlDevice_t device, int t
 EXPORT nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, int *current, int *pending) {
     log_call(__func__);
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (!current || !pending)
-        return NVML_ERROR_INVALID_ARGUMENT;
     static const field_t fields[] = {F_ECC_MODE_CURRENT, F_ECC_MODE_PENDING};
-    r = fields_state(&h, fields, 2);
+    nvmlReturn_t r = health_fields(device, &h, current && pending, fields, 2);
     if (r != NVML_SUCCESS)
         return r;
     *current = (int)h.value[F_ECC_MODE_CURRENT];
@@ -1131,21 +1129,18 @@ EXPORT nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, int *current, int 
 EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, int errorType,
                                                 int counterType, unsigned long long *eccCounts) {
     log_call(__func__);
-    health_t h;
-    nvmlReturn_t r = health_query(device, &h);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (!eccCounts || errorType < 0 || errorType > 1 || counterType < 0 || counterType > 1)
-        return NVML_ERROR_INVALID_ARGUMENT;
     static const field_t table[2][2] = {
         {F_ECC_CORRECTED_VOLATILE, F_ECC_CORRECTED_AGGREGATE},
         {F_ECC_UNCORRECTED_VOLATILE, F_ECC_UNCORRECTED_AGGREGATE},
     };
-    field_t field = table[errorType][counterType];
-    if (h.state[field] != NVML_SUCCESS)
-        return h.state[field];
-    *eccCounts = h.value[field];
-    return NVML_SUCCESS;
+    int ok = eccCounts && errorType >= 0 && errorType <= 1 && counterType >= 0 &&
+             counterType <= 1;
+    field_t field = ok ? table[errorType][counterType] : N_FIELDS;
+    health_t h;
+    nvmlReturn_t r = health_fields(device, &h, ok, &field, 1);
+    if (r == NVML_SUCCESS)
+        *eccCounts = h.value[field];
+    return r;
 }
 
 /* cause 0 MULTIPLE_SINGLE_BIT_ECC_ERRORS, 1 DOUBLE_BIT_ECC_ERROR; page k at 0x10000 * (k + 1) */
@@ -1153,15 +1148,11 @@ EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device, int cause,
                                               unsigned int *pageCount,
                                               unsigned long long *addresses) {
     log_call(__func__);
+    field_t field = cause == 0 ? F_RETIRED_SBE : F_RETIRED_DBE;
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
+    nvmlReturn_t r = health_fields(device, &h, pageCount && cause >= 0 && cause <= 1, &field, 1);
     if (r != NVML_SUCCESS)
         return r;
-    if (!pageCount || cause < 0 || cause > 1)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    field_t field = cause == 0 ? F_RETIRED_SBE : F_RETIRED_DBE;
-    if (h.state[field] != NVML_SUCCESS)
-        return h.state[field];
     unsigned long long n = h.value[field];
     if (n > 4096)
         n = 4096;
@@ -1186,14 +1177,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int 
                                               unsigned int *failureOccurred) {
     log_call(__func__);
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (!corrRows || !uncRows || !isPending || !failureOccurred)
-        return NVML_ERROR_INVALID_ARGUMENT;
     static const field_t fields[] = {F_REMAP_CORR, F_REMAP_UNC, F_REMAP_PENDING,
                                      F_REMAP_FAILURE};
-    r = fields_state(&h, fields, 4);
+    int ok = corrRows && uncRows && isPending && failureOccurred;
+    nvmlReturn_t r = health_fields(device, &h, ok, fields, 4);
     if (r != NVML_SUCCESS)
         return r;
     *corrRows = (unsigned int)h.value[F_REMAP_CORR];
@@ -1238,13 +1225,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
                                                             nvmlProcessInfo_t *infos) {
     log_call(__func__);
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
+    static const field_t fields[] = {F_PROCESSES};
+    nvmlReturn_t r = health_fields(device, &h, infoCount != NULL, fields, 1);
     if (r != NVML_SUCCESS)
         return r;
-    if (!infoCount)
-        return NVML_ERROR_INVALID_ARGUMENT;
-    if (h.state[F_PROCESSES] != NVML_SUCCESS)
-        return h.state[F_PROCESSES];
     if (*infoCount < h.nprocs || (!infos && h.nprocs > 0)) {
         *infoCount = h.nprocs;
         return NVML_ERROR_INSUFFICIENT_SIZE;
@@ -1263,13 +1247,8 @@ EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *curr
                                          unsigned int *pendingMode) {
     log_call(__func__);
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
-    if (r != NVML_SUCCESS)
-        return r;
-    if (!currentMode || !pendingMode)
-        return NVML_ERROR_INVALID_ARGUMENT;
     static const field_t fields[] = {F_MIG_CURRENT, F_MIG_PENDING};
-    r = fields_state(&h, fields, 2);
+    nvmlReturn_t r = health_fields(device, &h, currentMode && pendingMode, fields, 2);
     if (r != NVML_SUCCESS)
         return r;
     *currentMode = (unsigned int)h.value[F_MIG_CURRENT];
@@ -1384,13 +1363,10 @@ EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long 
                                              nvmlEventSet_t set) {
     log_call(__func__);
     health_t h;
-    nvmlReturn_t r = health_query(device, &h);
+    static const field_t fields[] = {F_SUPPORTED_EVENTS};
+    nvmlReturn_t r = health_fields(device, &h, set_is_live(set), fields, 1);
     if (r != NVML_SUCCESS)
         return r;
-    if (!set_is_live(set))
-        return NVML_ERROR_INVALID_ARGUMENT;
-    if (h.state[F_SUPPORTED_EVENTS] != NVML_SUCCESS)
-        return h.state[F_SUPPORTED_EVENTS];
     if ((eventTypes & ~h.value[F_SUPPORTED_EVENTS]) != 0)
         return NVML_ERROR_NOT_SUPPORTED;
     pthread_mutex_lock(&lock);
