@@ -8,7 +8,6 @@ A bad file stops startup with one `ConfigError` that names every bad entry.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.config import (
-    CAPABILITY_NAME_PATTERN,
     FIXED_PRICE_CURRENCIES,
     INT64_MAX,
     RESERVED_ROUTES,
     ConfigError,
     Settings,
+    capability_name_problem,
 )
 
 DEFAULT_AGENT_NAME = "agent-net-llm"
@@ -51,11 +50,9 @@ class Agent(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not re.match(CAPABILITY_NAME_PATTERN, name):
-            raise ValueError(
-                "not a valid capability name (letters, digits, '.', '_', '-'; at most 64"
-                " characters)"
-            )
+        problem = capability_name_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
         if name in OWN_ROUTES:
             raise ValueError(f"{name!r} is one of the worker's own routes")
         return name

@@ -6,6 +6,7 @@ stops startup with one message that names every bad variable (never its secret v
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,16 @@ CAPABILITY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # .env.example ships ORCH_SECRET=replace-me-...; going live with it must not be possible.
 PLACEHOLDER_PREFIX = "replace-me"
 RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "lr"})
+
+
+def capability_name_problem(name: str) -> str | None:
+    """What is wrong with `name` as a capability name (CAPABILITY_NAME, an agent's), if
+    anything: the one statement of the rule."""
+    if re.match(CAPABILITY_NAME_PATTERN, name):
+        return None
+    return "not a valid capability name (letters, digits, '.', '_', '-'; at most 64 characters)"
+
+
 REGISTRATION_PROTOCOLS = ("byoc", "live-runner", "both")
 LIVE_RUNNER_PRICE_UNITS = ("hour", "fixed")
 
@@ -270,14 +281,10 @@ class Settings(BaseModel):
     @field_validator("capability_names")
     @classmethod
     def _check_capability_names(cls, names: list[str]) -> list[str]:
-        import re
-
         for name in names:
-            if not re.match(CAPABILITY_NAME_PATTERN, name):
-                raise ValueError(
-                    f"{name!r} is not a valid capability name (letters, digits, '.', '_', '-';"
-                    " at most 64 characters)"
-                )
+            problem = capability_name_problem(name)
+            if problem is not None:
+                raise ValueError(f"{name!r} is {problem}")
             if name in RESERVED_ROUTES:
                 raise ValueError(f"{name!r} is reserved for a health route")
         return names
@@ -472,8 +479,6 @@ def budget_bytes(budget: VramBudget, total_bytes: int | None) -> int | None:
 
 def keep_alive_value(value: str) -> int | str:
     """RESIDENCY_KEEP_ALIVE as Ollama takes it: seconds (int, negative = forever) or "24h"."""
-    import re
-
     text = value.strip()
     if not re.match(_KEEP_ALIVE_PATTERN, text):
         raise ValueError('give seconds (-1 = forever) or a duration such as "24h" or "90m"')
