@@ -11,6 +11,7 @@ with the readings (`report`), counts of loads and unloads by reason included.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -346,23 +347,18 @@ class ResidencyLoop:
                 ActionCount(kind, reason, result, count)
                 for (kind, reason, result), count in sorted(self._counts.items())
             )
-        self.report = ResidencyReport(
-            enabled=previous.enabled,
-            interval_seconds=previous.interval_seconds,
-            hot_requests=previous.hot_requests,
-            hot_window_seconds=previous.hot_window_seconds,
-            budget_setting=previous.budget_setting,
-            budget_bytes=budget if run else previous.budget_bytes,
-            vram_used_bytes=used if run else previous.vram_used_bytes,
-            vram_total_bytes=total if run else previous.vram_total_bytes,
-            runs=previous.runs + (1 if run else 0),
-            last_run_at=at if run else previous.last_run_at,
-            last_run_seconds=(
-                self._clock() - started
-                if run and started is not None
-                else previous.last_run_seconds
-            ),
-            error=error,
-            models=models if models is not None else previous.models,
-            counts=counts,
-        )
+        # The settings stay; a run's own figures change only when it ran.
+        changed: dict[str, Any] = {"error": error, "counts": counts}
+        if models is not None:
+            changed["models"] = models
+        if run:
+            changed |= {
+                "budget_bytes": budget,
+                "vram_used_bytes": used,
+                "vram_total_bytes": total,
+                "runs": previous.runs + 1,
+                "last_run_at": at,
+            }
+            if started is not None:
+                changed["last_run_seconds"] = self._clock() - started
+        self.report = dataclasses.replace(previous, **changed)
