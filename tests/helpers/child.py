@@ -1,4 +1,5 @@
-"""Run a snippet of Python in a fresh interpreter and read back the one result it emits."""
+"""Run a snippet of Python in a fresh interpreter and read back the one result it emits,
+or start one and talk to it through its pipes."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ def run_python(prelude: str, code: str, env: dict[str, str], timeout: float) -> 
     )
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return result_of(proc.stdout, proc.stderr)
+
+
+def start_python(code: str, env: dict[str, str], stdin: bool = False) -> subprocess.Popen[str]:
+    """Start `code` in a fresh Python, its output (and, with `stdin`, its input) in text
+    pipes; the caller reads, writes and ends it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

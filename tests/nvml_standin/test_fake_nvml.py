@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.child import result_of, run_python
+from tests.helpers.child import result_of, run_python, start_python
 from tests.standins.nvml import build, values
 
 STANDIN_DIR = Path(build.__file__).resolve().parent
@@ -339,13 +339,7 @@ emit({"alive": [k for k, t in threads.items() if t.is_alive()], "results": resul
 
 def test_hang_blocks_until_control_file_changes(fake) -> None:
     fake.set_scenario("hang")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + HANG_CHILD],
-        env=fake.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_python(PRELUDE + HANG_CHILD, fake.env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -848,14 +842,7 @@ class Child:
     """A child Python running HEALTH_PRELUDE's serve(): ask() sends a command."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", PRELUDE + HEALTH_PRELUDE + "serve()"],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = start_python(PRELUDE + HEALTH_PRELUDE + "serve()", env, stdin=True)
 
     def ask(self, command: str):
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -1222,13 +1209,7 @@ emit({"timeout": timeout, "waited": waited, "got": got,
 
 
 def _start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + code],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_python(PRELUDE + code, env)
 
 
 def _finish(proc: subprocess.Popen[str]) -> dict:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.helpers.child import result_of
+from tests.helpers.child import result_of, start_python
 from tests.sampling.support import CHILD_PRELUDE, run_child
 from tests.standins.nvml.build import UNSUPPORTED, FakeNvml, build_fake_nvml
 
@@ -37,13 +35,7 @@ def attempt_count():
 
 def test_watcher_thread_records_injected_xids(fake_nvml: FakeNvml) -> None:
     fake_nvml.inject_xid(0, 13)  # before the watcher: never seen
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_PRELUDE + ATTEMPT_COUNT + WATCH_CHILD],
-        env=fake_nvml.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_python(CHILD_PRELUDE + ATTEMPT_COUNT + WATCH_CHILD, fake_nvml.env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -167,14 +159,7 @@ emit({"stats": stats, "count_after_close": pynvml.nvmlDeviceGetCount()})
 def test_a_watcher_on_the_callers_init_survives_the_driver_going_away(
     fake_nvml: FakeNvml,
 ) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD_PRELUDE + SHARED_INIT_CHILD],
-        env=fake_nvml.env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_python(CHILD_PRELUDE + SHARED_INIT_CHILD, fake_nvml.env(), stdin=True)
     try:
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline() == "READY\n"
