@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 RESULT_PREFIX = "RESULT "
 
@@ -44,3 +46,23 @@ def start_python(code: str, env: dict[str, str], stdin: bool = False) -> subproc
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """`proc`, killed and reaped on leaving the block if it still runs."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def finished(proc: subprocess.Popen[str], timeout: float) -> dict:
+    """Wait (at most `timeout` s) for a child from `start_python` to exit with 0; return
+    the result it emitted."""
+    with reaped(proc):
+        stdout, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{stdout}\n{stderr}"
+    return result_of(stdout, stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.child import result_of, run_python, start_python
+from tests.helpers.child import finished, reaped, result_of, run_python, start_python
 from tests.standins.nvml import build, values
 
 STANDIN_DIR = Path(build.__file__).resolve().parent
@@ -339,8 +339,7 @@ emit({"alive": [k for k, t in threads.items() if t.is_alive()], "results": resul
 
 def test_hang_blocks_until_control_file_changes(fake) -> None:
     fake.set_scenario("hang")
-    proc = start_python(PRELUDE + HANG_CHILD, fake.env())
-    try:
+    with reaped(start_python(PRELUDE + HANG_CHILD, fake.env())) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("BLOCKED "), line + proc.stderr.read() if proc.stderr else line
@@ -355,13 +354,7 @@ def test_hang_blocks_until_control_file_changes(fake) -> None:
         assert set(fake.calls()) >= PER_DEVICE_SYMBOLS
 
         fake.set_scenario("two_gpus")
-        stdout, stderr = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
-    out = result_of(stdout, stderr)
+        out = finished(proc, 15)
     assert out["alive"] == []
     expected = expected_device(H100, 0)
     assert out["results"] == {key: expected[key] for key in PER_DEVICE}
@@ -1213,14 +1206,7 @@ def _start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _finish(proc: subprocess.Popen[str]) -> dict:
-    try:
-        stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
-    return result_of(stdout, stderr)
+    return finished(proc, 20)
 
 
 def test_injected_xid_reaches_every_waiting_process(fake) -> None:

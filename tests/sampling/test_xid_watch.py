@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.helpers.child import result_of, start_python
+from tests.helpers.child import finished, reaped, result_of, start_python
 from tests.sampling.support import CHILD_PRELUDE, run_child
 from tests.standins.nvml.build import UNSUPPORTED, FakeNvml, build_fake_nvml
 
@@ -35,8 +35,7 @@ def attempt_count():
 
 def test_watcher_thread_records_injected_xids(fake_nvml: FakeNvml) -> None:
     fake_nvml.inject_xid(0, 13)  # before the watcher: never seen
-    proc = start_python(CHILD_PRELUDE + ATTEMPT_COUNT + WATCH_CHILD, fake_nvml.env())
-    try:
+    with reaped(start_python(CHILD_PRELUDE + ATTEMPT_COUNT + WATCH_CHILD, fake_nvml.env())) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line == "READY [0, 1]\n", line
@@ -44,14 +43,8 @@ def test_watcher_thread_records_injected_xids(fake_nvml: FakeNvml) -> None:
         fake_nvml.inject_xid(1, 79)
         fake_nvml.inject_xid(1, 13)
         fake_nvml.inject_xid(0, 48)
-        stdout, stderr = proc.communicate(timeout=30)
+        out = finished(proc, 30)
         after = time.time()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, stderr
-    out = result_of(stdout, stderr)
     gpu0, gpu1 = out["stats"]["0"], out["stats"]["1"]
     assert before <= gpu1["xid_last_time_unix"] <= after
     assert {k: v for k, v in gpu1.items() if k != "xid_last_time_unix"} == {
@@ -159,8 +152,9 @@ emit({"stats": stats, "count_after_close": pynvml.nvmlDeviceGetCount()})
 def test_a_watcher_on_the_callers_init_survives_the_driver_going_away(
     fake_nvml: FakeNvml,
 ) -> None:
-    proc = start_python(CHILD_PRELUDE + SHARED_INIT_CHILD, fake_nvml.env(), stdin=True)
-    try:
+    with reaped(
+        start_python(CHILD_PRELUDE + SHARED_INIT_CHILD, fake_nvml.env(), stdin=True)
+    ) as proc:
         assert proc.stdout is not None and proc.stdin is not None
         assert proc.stdout.readline() == "READY\n"
         fake_nvml.set_scenario("driver_not_loaded")
@@ -172,10 +166,6 @@ def test_a_watcher_on_the_callers_init_survives_the_driver_going_away(
         proc.stdin.write("go\n")
         proc.stdin.flush()
         stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, stderr
     out = result_of(stdout, stderr)
     # Failing waits sleep out their interval (50 ms): about 20 in a second, never a spin.
