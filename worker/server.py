@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,31 @@ def gunicorn_logconfig(settings: Settings) -> dict[str, Any]:
     }
 
 
+# Per connection's greenlet: the event loop's iteration when its last request began.
+_last_iteration: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
 def yield_to_hub(worker: Any, request: Any) -> None:
     """gunicorn `pre_request` under gevent: let other greenlets run once per request.
 
     A keep-alive connection whose next request is already buffered would otherwise be
     served again and again without yielding, and other connections' tails grow long.
+    A greenlet that has waited since its last request began (the event loop has turned
+    since, which it only does while this greenlet waits), or that has just started, has
+    let the others run already: it goes on at once, without a turn of the loop on the
+    path to its answer (an agent's first token).
     """
     import gevent
 
-    gevent.sleep(0)
+    loop = gevent.get_hub().loop
+    current = gevent.getcurrent()
+    iteration = getattr(loop, "iteration", None)
+    last = _last_iteration.get(current)
+    if iteration is None or (last is not None and last == iteration):
+        gevent.sleep(0)
+        iteration = getattr(loop, "iteration", None)
+    if iteration is not None:
+        _last_iteration[current] = iteration
 
 
 class WorkerServer(BaseApplication):

@@ -1,7 +1,9 @@
-"""One streamed Ollama `/api/chat` call over the standard library's `http.client`.
+"""One streamed Ollama `/api/chat` call: `http.client` connects, httptools parses.
 
-The HTTP workers run under gunicorn's gevent worker, which monkey-patches `socket`, so
-this connection is cooperative there (and a plain blocking socket under gthread). Every
+The request leaves in one write, built once; the answer is read by `LineResponse`
+(worker/http/line_response.py, httptools' C parser). The HTTP workers run under
+gunicorn's gevent worker, which monkey-patches `socket`, so this connection is
+cooperative there (and a plain blocking socket under gthread). Every
 read waits at most until the generation's deadline; `abort()` (from another greenlet
 or thread) shuts the socket down at once, which ends the generation upstream: Ollama
 stops a request whose client has gone. A connection whose stream ended cleanly is kept
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from worker.http.line_response import BadResponse, LineResponse
 
 CHAT_PATH = "/api/chat"
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -74,7 +78,7 @@ class OllamaChat:
         )
         self.deadline = deadline
         self._conn: http.client.HTTPConnection | None = None
-        self._response: http.client.HTTPResponse | None = None
+        self._response: LineResponse | None = None
         self._key = (self._host, self._port, self._https)
         self._reusable = False
         self._fresh = False  # True once on a new connection (no retry then)
@@ -131,8 +135,7 @@ class OllamaChat:
         try:
             if self.on_idle is not None and self._would_wait(None):
                 self.idle()
-            self._settimeout()
-            response = http.client.HTTPResponse(conn.sock, method="POST")
+            response = LineResponse(conn.sock, MAX_LINE_BYTES, self._settimeout)
             response.begin()
         except TimeoutError:
             raise TimeLimit from None
@@ -157,8 +160,7 @@ class OllamaChat:
             try:
                 if self.on_idle is not None and self._would_wait(response):
                     self.idle()
-                self._settimeout()
-                line = response.readline(MAX_LINE_BYTES)
+                line = response.readline()
             except TimeoutError:
                 raise TimeLimit from None
             except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -185,11 +187,10 @@ class OllamaChat:
                 return
             yield message
 
-    def _finish_body(self, response: http.client.HTTPResponse) -> None:
+    def _finish_body(self, response: LineResponse) -> None:
         """Read the end of the body, so the connection can carry the next request."""
         try:
-            self._settimeout()
-            self._reusable = response.read(1) == b"" and not response.will_close
+            self._reusable = response.finish()
         except (OSError, http.client.HTTPException, TimeLimit):
             self._reusable = False
 
@@ -199,7 +200,7 @@ class OllamaChat:
         if callback is not None:
             callback()
 
-    def _would_wait(self, response: http.client.HTTPResponse | None) -> bool:
+    def _would_wait(self, response: LineResponse | None) -> bool:
         """Whether the next read would wait longer than `IDLE_GRACE_SECONDS`: nothing
         buffered in `response` (when given) and nothing on the socket within that time.
         A socket error reads as not waiting: the read shows it."""
@@ -207,10 +208,8 @@ class OllamaChat:
         if sock is None:
             return False
         try:
-            if response is not None and response.fp is not None:
-                sock.settimeout(0.0)  # a peek that finds nothing returns at once, gevent too
-                if response.fp.peek(1):
-                    return False
+            if response is not None and response.line_buffered():
+                return False
             # Nothing buffered: wait a moment on the socket (cooperatively under gevent).
             return not select.select([sock], [], [], IDLE_GRACE_SECONDS)[0]
         except (OSError, ValueError):
@@ -224,6 +223,8 @@ class OllamaChat:
     def _why(self, exc: BaseException) -> str:
         if self.aborted:
             return "aborted"
+        if isinstance(exc, BadResponse):
+            return str(exc)
         return f"Ollama connection failed: {type(exc).__name__}"
 
     def abort(self) -> None:
@@ -259,12 +260,12 @@ def chat_request_bytes(host: str, port: int | None, prefix: str, body: bytes) ->
     return head.encode("ascii") + body
 
 
-def _error_text(response: http.client.HTTPResponse) -> str:
+def _error_text(response: LineResponse) -> str:
     """Ollama's `{"error": "..."}` text of an error answer, or its status."""
     try:
         raw = response.read(64 * 1024)
         message = json.loads(raw).get("error")
-    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+    except (OSError, ValueError, AttributeError, http.client.HTTPException, TimeLimit):
         message = None
     text = str(message) if message else f"HTTP {response.status}"
     return text[:_ERROR_DETAIL_CHARS]
