@@ -5,20 +5,16 @@ the status line and headers through the `email` package and removes the chunk fr
 in Python: about 0.1 ms of CPU between Ollama's first piece arriving and the worker
 relaying it. httptools does both in C; this class only splits the body into lines.
 
-Reads go through the socket given (cooperative under gevent); `before_recv` runs before
-each one that is made (the caller sets the socket's timeout there), and a line already
-buffered costs no system call.
+Bytes come from the `receive` function given (one `recv` of the caller's socket, with
+the caller's timeouts: cooperative under gevent); a line already buffered costs none.
 """
 
 from __future__ import annotations
 
 import http.client
-import socket
 from collections.abc import Callable
 
 import httptools
-
-RECV_BYTES = 65536
 
 
 class BadResponse(http.client.HTTPException):
@@ -26,11 +22,11 @@ class BadResponse(http.client.HTTPException):
 
 
 class LineResponse:
-    """The response on `sock`: `begin()` reads to the end of the headers, then
-    `readline()` returns each line of the body (b"" once it has ended)."""
+    """The response `receive()` reads (b"" at the end of the stream): `begin()` reads to
+    the end of the headers, then `readline()` returns each line of the body."""
 
-    def __init__(self, sock: socket.socket, max_line: int, before_recv: Callable[[], None]) -> None:
-        self._sock, self._max_line, self._before_recv = sock, max_line, before_recv
+    def __init__(self, receive: Callable[[], bytes], max_line: int) -> None:
+        self._receive_bytes, self._max_line = receive, max_line
         self._parser = httptools.HttpResponseParser(self)
         self._body = bytearray()
         self.status = 0
@@ -53,8 +49,7 @@ class LineResponse:
 
     # -- reading --------------------------------------------------------------------------
     def _receive(self) -> None:
-        self._before_recv()
-        data = self._sock.recv(RECV_BYTES)
+        data = self._receive_bytes()
         if not data:
             self.eof = True
             return

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import select
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from worker.http.line_response import BadResponse, LineResponse
 CHAT_PATH = "/api/chat"
 CONNECT_TIMEOUT_SECONDS = 3.0
 MAX_LINE_BYTES = 1024 * 1024
+RECV_BYTES = 65536  # one read of Ollama's answer
 _ERROR_DETAIL_CHARS = 300
 MAX_IDLE_CONNECTIONS = 32  # per process and Ollama address
 IDLE_GRACE_SECONDS = 0.005  # how long a read waits for Ollama before `on_idle` runs
@@ -133,9 +133,7 @@ class OllamaChat:
         conn = self._conn
         assert conn is not None
         try:
-            if self.on_idle is not None and self._would_wait(None):
-                self.idle()
-            response = LineResponse(conn.sock, MAX_LINE_BYTES, self._settimeout)
+            response = LineResponse(self._receive, MAX_LINE_BYTES)
             response.begin()
         except TimeoutError:
             raise TimeLimit from None
@@ -158,8 +156,6 @@ class OllamaChat:
         assert response is not None, "open() first"
         while True:
             try:
-                if self.on_idle is not None and self._would_wait(response):
-                    self.idle()
                 line = response.readline()
             except TimeoutError:
                 raise TimeLimit from None
@@ -200,20 +196,23 @@ class OllamaChat:
         if callback is not None:
             callback()
 
-    def _would_wait(self, response: LineResponse | None) -> bool:
-        """Whether the next read would wait longer than `IDLE_GRACE_SECONDS`: nothing
-        buffered in `response` (when given) and nothing on the socket within that time.
-        A socket error reads as not waiting: the read shows it."""
-        sock = self._conn.sock if self._conn is not None else None
+    def _receive(self) -> bytes:
+        """One read of the answer, waiting at most until the deadline. While `on_idle`
+        has not run, a read that has waited `IDLE_GRACE_SECONDS` runs it, then waits on:
+        the socket's own timed wait, with no select() (and its turn of gevent's loop)
+        between Ollama's bytes arriving and their read."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
         if sock is None:
-            return False
-        try:
-            if response is not None and response.line_buffered():
-                return False
-            # Nothing buffered: wait a moment on the socket (cooperatively under gevent).
-            return not select.select([sock], [], [], IDLE_GRACE_SECONDS)[0]
-        except (OSError, ValueError):
-            return False
+            raise UpstreamError("aborted" if self.aborted else "Ollama connection closed")
+        if self.on_idle is not None:
+            sock.settimeout(min(IDLE_GRACE_SECONDS, self._left()))
+            try:
+                return sock.recv(RECV_BYTES)
+            except TimeoutError:
+                self.idle()
+        sock.settimeout(self._left())
+        return sock.recv(RECV_BYTES)
 
     def _settimeout(self) -> None:
         sock = self._conn.sock if self._conn is not None else None
