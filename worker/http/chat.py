@@ -27,6 +27,7 @@ import os
 import secrets
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,10 +173,16 @@ class ClientWatch:
         self._sock, self._on_gone = sock, on_gone
         self._stop = threading.Event()
         self.gone = False
+        self._greenlet: Any = None
         if sock is not None:
             # Not threading.Thread: its start() waits until the thread runs, which under
             # gevent switches to it at once; this one first runs when the job waits.
-            _thread.start_new_thread(self._watch, ())
+            if _under_gevent():
+                import gevent
+
+                self._greenlet = gevent.spawn_raw(self._watch)
+            else:
+                _thread.start_new_thread(self._watch, ())
 
     def _watch(self) -> None:
         # Peek through a duplicate of the descriptor with the C-level socket type, which
@@ -214,7 +221,20 @@ class ClientWatch:
             raw.close()
 
     def stop(self) -> None:
+        """End the watch. Under gevent the watcher is ended at once: left in its wait
+        (up to WATCH_INTERVAL_SECONDS), it would wake with the next request on a
+        kept-alive connection and run on that request's path."""
         self._stop.set()
+        if self._greenlet is not None:
+            import gevent
+
+            gevent.kill(self._greenlet)  # raised in its wait; its `finally` closes the dup
+
+
+def _under_gevent() -> bool:
+    """Whether this process's threads are gevent's greenlets (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("threading")
 
 
 class ChatJob:
