@@ -51,6 +51,18 @@ SPEED_RATIO = 0.98
 RSS_GROWTH_MB = 20.0
 
 
+class OneWriteConnection(http.client.HTTPConnection):
+    """A client that sends a request's head and its (small, sized) body in one write, as
+    go-livepeer's Go client does (net/http writes both through one bufio.Writer and
+    flushes it once); http.client's own `request()` sends them in two."""
+
+    def _send_output(self, message_body: bytes | None = None, encode_chunked: bool = False) -> None:
+        self._buffer.extend((b"", b""))
+        head = b"\r\n".join(self._buffer)
+        del self._buffer[:]
+        self.send(head + (message_body or b""))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -60,7 +72,7 @@ def post(
     port: int, path: str, body: dict, conn: http.client.HTTPConnection | None = None
 ) -> tuple[http.client.HTTPConnection, float]:
     """Send `body`; on `conn` when given (keep-alive), else on a new connection."""
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn = conn or OneWriteConnection("127.0.0.1", port, timeout=60)
     payload = json.dumps(body).encode()
     sent = time.perf_counter()
     conn.request("POST", path, payload, {"Content-Type": "application/json"})
@@ -116,8 +128,8 @@ def measure_ttft(
     connection each, and on one kept-alive connection per path (as go-livepeer keeps
     its connections to the worker)."""
     ttft: dict[str, tuple[list[float], list[float]]] = {"new": ([], []), "keep": ([], [])}
-    keep_direct = http.client.HTTPConnection("127.0.0.1", direct_port, timeout=60)
-    keep_worker = http.client.HTTPConnection("127.0.0.1", worker_port, timeout=60)
+    keep_direct = OneWriteConnection("127.0.0.1", direct_port, timeout=60)
+    keep_worker = OneWriteConnection("127.0.0.1", worker_port, timeout=60)
     for _ in range(20):  # warm-up
         direct_stream(direct_port)
         worker_stream(worker_port)

@@ -5,6 +5,7 @@ Plain threads here (no gevent): the client is the same code under both worker cl
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -39,6 +40,19 @@ def test_the_request_is_what_http_client_would_send() -> None:
     assert body == b'{"a": 1}'
     assert chat_request_bytes("ollama", None, "", b"").startswith(b"POST /api/chat HTTP/1.1\r\n")
     assert b"/a%20b/api/chat " in chat_request_bytes("h", 1, "/a b", b"")
+
+
+def test_each_call_sends_that_request_for_its_own_body() -> None:
+    """The head is worked out once per Ollama address; each call's bytes are still the
+    whole request for its body (its own Content-Length)."""
+    for base, host, port, prefix in (
+        ("http://[::1]:11434/ollama/", "::1", 11434, "/ollama"),
+        ("http://ollama", "ollama", None, ""),
+    ):
+        for body in ({"a": 1}, {"messages": [{"role": "user", "content": "é" * 300}]}):
+            call = OllamaChat(base, body, time.monotonic() + 5)
+            payload = json.dumps(body).encode()
+            assert call._request_bytes == chat_request_bytes(host, port, prefix, payload)
 
 
 def test_generations_one_after_another_ride_one_kept_alive_connection(

@@ -250,8 +250,6 @@ class ChatJob:
         client: socket.socket | None,
     ) -> None:
         self.agent, self.chat, self.series = agent, chat, series
-        self.id = f"chatcmpl-{secrets.token_hex(12)}"
-        self.created = int(time.time())
         self.started = time.monotonic()
         body = {
             "model": agent.model,
@@ -265,6 +263,8 @@ class ChatJob:
         # the pieces are read (sending is tried once more then).
         with contextlib.suppress(TimeLimit, UpstreamError):
             self.upstream.send()
+        self.id = f"chatcmpl-{secrets.token_hex(12)}"
+        self.created = int(time.time())
         self._release = release
         self._client = client
         self._usage_job: int | None = None

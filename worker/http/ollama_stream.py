@@ -16,6 +16,7 @@ model's first piece usually comes sooner, and the work follows it instead).
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import socket
@@ -70,12 +71,9 @@ class OllamaChat:
     """`/api/chat` with `stream: true`; iterate for its NDJSON objects, then `close()`."""
 
     def __init__(self, base_url: str, body: dict[str, Any], deadline: float) -> None:
-        parts = urlsplit(base_url)
-        self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port
-        self._request_bytes = chat_request_bytes(
-            self._host, self._port, parts.path.rstrip("/"), json.dumps(body).encode()
-        )
+        self._https, self._host, self._port, head = _target(base_url)
+        payload = json.dumps(body).encode()
+        self._request_bytes = b"%s%d\r\n\r\n%s" % (head, len(payload), payload)
         self.deadline = deadline
         self._conn: http.client.HTTPConnection | None = None
         self._response: LineResponse | None = None
@@ -124,7 +122,10 @@ class OllamaChat:
         # and several times the CPU, on the path to the first token).
         if conn.sock is None:
             conn.connect()
-        conn.sock.sendall(self._request_bytes)
+        sock, data = conn.sock, self._request_bytes
+        sent = sock.send(data)  # not sendall(): under gevent it asks the buffer size first
+        while sent < len(data):
+            sent += sock.send(memoryview(data)[sent:])
 
     def open(self) -> None:
         """Send the request if not yet sent, then read the status line (Ollama sends it
@@ -243,6 +244,17 @@ class OllamaChat:
             return
         with contextlib.suppress(OSError):
             conn.close()
+
+
+@functools.lru_cache(maxsize=16)
+def _target(base_url: str) -> tuple[bool, str, int | None, bytes]:
+    """(https, host, port, the request's head up to the Content-Length value) of Ollama
+    at `base_url`: worked out once per address, not on each job's path."""
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    whole = chat_request_bytes(host, port, parts.path.rstrip("/"), b"")
+    head = whole[: whole.rindex(b"Content-Length: ") + len(b"Content-Length: ")]
+    return parts.scheme == "https", host, port, head
 
 
 def chat_request_bytes(host: str, port: int | None, prefix: str, body: bytes) -> bytes:
