@@ -145,8 +145,8 @@ def test_malformed_http_is_a_bad_response_with_safe_text(pair) -> None:
     server, client = pair
     server.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz-secret\r\n")
     response, _ = reader(client)
+    response.begin()
     with pytest.raises(BadResponse) as caught:
-        response.begin()  # the framing arrived with the headers: the first read fails
         response.readline()
     assert "secret" not in str(caught.value)
     assert str(caught.value).startswith("Ollama sent malformed HTTP")
@@ -169,3 +169,14 @@ def test_the_receive_functions_errors_reach_the_caller(pair) -> None:
     response.begin()
     with pytest.raises(TimeoutError):
         response.readline()  # nothing more comes
+
+
+def test_lines_before_a_fault_are_read_then_the_fault_is_raised(pair) -> None:
+    server, client = pair
+    server.sendall(HEAD + chunk(b"a\nb\n") + chunk(b"partial") + b"zz\r\n")
+    response, _ = reader(client)
+    response.begin()
+    assert [response.readline(), response.readline()] == [b"a\n", b"b\n"]
+    with pytest.raises(BadResponse):
+        response.readline()  # "partial" never ended: not returned as a line
+    assert response.finish() is False

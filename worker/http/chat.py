@@ -54,6 +54,10 @@ MAX_STOP_SEQUENCES = 4
 WATCH_INTERVAL_SECONDS = 0.2  # how often a waiting stream looks at its client's socket
 DONE_LINE = b"data: [DONE]\n\n"
 TIME_LIMIT_REASON = "time_limit"  # finish_reason when the agent's time limit ended it
+# A job still streaming this long after its first piece gets its bookkeeping then, if
+# Ollama never made it wait (a fast model); a reply over sooner needs none.
+BOOKKEEPING_AFTER_SECONDS = 0.05
+MAX_BATCH_BYTES = 32 * 1024  # pieces already received leave together, up to this much
 
 
 # --- The request -------------------------------------------------------------------------------
@@ -279,9 +283,11 @@ class ChatJob:
         series.running.inc()
 
     def _begin(self) -> None:
-        """What need not delay the first piece, done the first time the job would wait
-        for Ollama, else right after the first piece: the residency mark (the model is
-        never unloaded while the job runs) and the watcher of the client's socket."""
+        """What need not delay the first piece, done the first time the job waits for
+        Ollama, else once it has streamed BOOKKEEPING_AFTER_SECONDS: the residency mark
+        (the model is never unloaded while the job runs) and the watcher of the client's
+        socket. A reply that is over before either needs neither: its end is recorded,
+        and a write to a client that has gone fails."""
         if self.watch is None:
             self._usage_job = job_started(self.agent.name, self.agent.model)
             self.watch = ClientWatch(self._client, self.upstream.abort)
@@ -304,7 +310,8 @@ class ChatJob:
                     self.last_token_at = now
                     self.completion_tokens += 1
                     yield content
-                    self.upstream.idle()  # no-op once run
+                    if now - self.first_token_at >= BOOKKEEPING_AFTER_SECONDS:
+                        self.upstream.idle()  # no-op once run
                 if message.get("done"):
                     self._done(message)
                     return
@@ -426,13 +433,29 @@ class EventStream:
                 ]
             }
         )
+        # The first piece leaves alone, at once; after it, pieces already received leave
+        # together in one write (one event each still): a burst costs the worker and
+        # the client one write and one wake-up, not one per piece.
+        prefix, suffix, upstream = self._piece_prefix, self._piece_suffix, job.upstream
+        batch: list[bytes] = []
+        size = 0
         try:
             for piece in job.pieces():
-                yield self._piece_prefix + _encode_string(piece).encode() + self._piece_suffix
+                event = prefix + _encode_string(piece).encode() + suffix
+                if job.completion_tokens > 1 and size < MAX_BATCH_BYTES and upstream.buffered():
+                    batch.append(event)
+                    size += len(event)
+                    continue
+                if batch:
+                    batch.append(event)
+                    event, batch, size = b"".join(batch), [], 0
+                yield event
+            if batch:
+                yield b"".join(batch)
         except UpstreamError as exc:
             if job.outcome == "client_gone":
                 return
-            yield (
+            yield b"".join(batch) + (  # what came before the failure, then the error
                 b"data: "
                 + _compact({"error": _error_object(exc.message, "upstream_error")}).encode()
                 + b"\n\n"

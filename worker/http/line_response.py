@@ -34,6 +34,7 @@ class LineResponse:
         self.complete = False  # the whole message has been read
         self.keep_alive = False  # ... and the server keeps the connection for another
         self.eof = False
+        self._broken: BadResponse | None = None  # raised once the lines before it are read
 
     # -- httptools' callbacks ------------------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -56,13 +57,17 @@ class LineResponse:
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            raise BadResponse(f"Ollama sent malformed HTTP ({type(exc).__name__})") from None
+            # The body parsed before the fault is kept: its lines are read first.
+            self._broken = BadResponse(f"Ollama sent malformed HTTP ({type(exc).__name__})")
+            self.eof = True
 
     def begin(self) -> None:
         """Read the status line and headers; RemoteDisconnected if the server closed first."""
         while not self.headers_done:
             self._receive()
             if self.eof and not self.headers_done:
+                if self._broken is not None:
+                    raise self._broken
                 raise http.client.RemoteDisconnected("closed before the status line")
 
     def line_buffered(self) -> bool:
@@ -79,6 +84,8 @@ class LineResponse:
                 return line
             if len(self._body) > self._max_line:
                 raise BadResponse(f"Ollama sent a line over {self._max_line} bytes")
+            if self._broken is not None:
+                raise self._broken  # a partial line before the fault is not a line
             if self.complete or self.eof:
                 line = bytes(self._body)
                 self._body.clear()
@@ -98,4 +105,4 @@ class LineResponse:
             if len(self._body) > self._max_line:
                 return False
             self._receive()
-        return self.complete and self.keep_alive and not self._body.strip()
+        return self._broken is None and self.complete and self.keep_alive and not self._body.strip()

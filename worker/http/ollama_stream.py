@@ -191,6 +191,11 @@ class OllamaChat:
         except (OSError, http.client.HTTPException, TimeLimit):
             self._reusable = False
 
+    def buffered(self) -> bool:
+        """Whether the next message is already here (reading it will not wait)."""
+        response = self._response
+        return response is not None and response.line_buffered()
+
     def idle(self) -> None:
         """Run the `on_idle` callback now if it has not run yet."""
         callback, self.on_idle = self.on_idle, None
