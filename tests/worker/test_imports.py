@@ -46,9 +46,10 @@ def test_worker_modules_import_neither_web3_nor_payments() -> None:
 
 def test_http_workers_never_load_nvml_or_an_ollama_client() -> None:
     """Only the sampler process talks to NVML and Ollama's catalogue. The agent routes
-    stream chat from Ollama with the standard library's http.client (worker.http.
-    ollama_stream), which gevent's monkey-patching makes cooperative; no client library
-    (ollama, httpx, requests/urllib3) is loaded on the HTTP side."""
+    stream chat from Ollama over the standard library's sockets (worker.http.
+    ollama_stream: http.client connects, httptools, a parser with no I/O of its own,
+    parses the answer), which gevent's monkey-patching makes cooperative; no client
+    library (ollama, httpx, requests/urllib3) is loaded on the HTTP side."""
     loaded = loaded_after_import(
         ["worker.http.app", "worker.sampling.fitness"],
         ("pynvml", "ollama", "httpx", "requests", "urllib3", "worker"),
