@@ -40,7 +40,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
-from worker.http.errors import ApiError, read_request_body
+from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, read_request_body
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
 from worker.sampling.admission import refusal
@@ -537,6 +537,7 @@ def register_chat_routes(
     series = {agent.name: AgentSeries(agent.name) for agent in agents}
 
     def answer(agent: Agent | None, environ: dict[str, Any], *, proxied: bool = False) -> Response:
+        environ[OPENAI_ERRORS_KEY] = True  # its clients are OpenAI SDKs
         if not proxied:
             authorise(environ)
         raw = read_request_body(environ, max_body_bytes + 1)

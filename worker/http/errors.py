@@ -1,4 +1,6 @@
-"""JSON errors: every rejection is `{"error": code, "detail": detail}` with a stable code.
+"""JSON errors: every rejection is `{"error": code, "detail": detail}` with a stable code,
+or, on the OpenAI-compatible routes (`/v1/...` and the agents'), OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}` with the same stable code in `code`.
 
 `ApiError` is raised by handlers; `install_error_handlers` (Flask) and `answer_error`
 (the lean routes, worker/http/lean.py) turn it, werkzeug's HTTP errors and anything
@@ -21,18 +23,44 @@ DRAIN_LIMIT_BYTES = 1024 * 1024
 # A route that must not show its path (the live-runner routes' secret prefix) puts the
 # path to log here, in the WSGI environ.
 LOGGED_PATH_KEY = "agent_net.logged_path"
+# A route whose clients are OpenAI SDKs sets this in the WSGI environ (every `/v1/...`
+# path has it implied): its errors then take OpenAI's shape.
+OPENAI_ERRORS_KEY = "agent_net.openai_errors"
+OPENAI_PREFIX = "/v1/"
+# OpenAI's error `type` by HTTP status (openai-python maps the status to its exception
+# class; `type` is what its message and logs show).
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 log = logging.getLogger("agent_net.http")
 
 
 class ApiError(Exception):
-    """An error answered as `{"error": code, "detail": detail}` with an HTTP status."""
+    """An error answered as `{"error": code, "detail": detail}` with an HTTP status;
+    `param` names the request field at fault (OpenAI's shape shows it)."""
 
     def __init__(
-        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        *,
+        param: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
+        self.param = param
 
 
 def logged_path() -> str:
@@ -46,6 +74,33 @@ def error_response(
     """The JSON error answer (what Flask's jsonify gives, without needing its context)."""
     body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")) + "\n"
     return Response(body, status=status, headers=headers, mimetype="application/json")
+
+
+def openai_error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> Response:
+    """The error answer in OpenAI's shape; `code` is the project's stable code."""
+    error = {
+        "message": message,
+        "type": _OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        ),
+        "param": param,
+        "code": code,
+    }
+    body = json.dumps({"error": error}, separators=(",", ":")) + "\n"
+    return Response(body, status=status, headers=headers, mimetype="application/json")
+
+
+def wants_openai_errors(environ: dict[str, Any]) -> bool:
+    """Whether errors of the request in `environ` take OpenAI's shape."""
+    return bool(environ.get(OPENAI_ERRORS_KEY)) or str(environ.get("PATH_INFO", "")).startswith(
+        OPENAI_PREFIX
+    )
 
 
 def content_length(environ: dict[str, Any]) -> int | None:
@@ -136,8 +191,11 @@ def answer_error(
     in one line: an ApiError as it says, werkzeug's HTTP errors with stable codes, and
     anything else as a 500 that names only the exception's type."""
     method = environ.get("REQUEST_METHOD", "")
+    answer = openai_error_response if wants_openai_errors(environ) else _project_error
+    param = None
     if isinstance(error, ApiError):
         status, code, detail, headers = error.status, error.code, error.detail, error.headers
+        param = error.param
     elif isinstance(error, HTTPException):
         status = error.code or 500
         code = {
@@ -156,6 +214,16 @@ def answer_error(
             drain_body(environ)
     else:
         log.error("request_failed method=%s path=%s error=%s", method, path, type(error).__name__)
-        return error_response(500, "internal_error", "the worker failed to answer this request")
+        return answer(500, "internal_error", "the worker failed to answer this request")
     log.info("request_rejected method=%s path=%s status=%d error=%s", method, path, status, code)
+    return answer(status, code, detail, headers, param)
+
+
+def _project_error(
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> Response:
     return error_response(status, code, detail, headers)

@@ -90,6 +90,9 @@ class ModelEntry:
     loaded: bool = False
     vram_bytes: int | None = None
     expires_at: str | None = None
+    # What Ollama's /api/show says the model can do (`completion`, `tools`, `vision`,
+    # `embedding`, `thinking`, ...); None until read (or an Ollama too old to say).
+    capabilities: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
