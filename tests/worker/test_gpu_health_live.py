@@ -201,7 +201,7 @@ def test_a_gpu_lost_and_found_again(
     assert fitness(worker) == (True, None)
     logs = worker.logs()
     assert logs.count("gpu_verdict gpu=1 level=critical") == 1  # once, not once per read
-    assert "gpu_verdict gpu=1 level=ok reasons=[]" in logs
+    assert "gpu_verdict gpu=1 level=ok action=none reasons=[]" in logs
 
 
 def test_throttle_reasons_one_series_each_and_unsupported_readings_null_and_absent(
