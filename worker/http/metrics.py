@@ -374,14 +374,17 @@ class ReadingsCollector:
         yield from live_runner_metrics(read_live_runner_state(self._runtime_dir))
 
 
-def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:
-    """A registry for one scrape: every process's request metrics plus this process's gauges."""
+def scrape_registry(readings: ReadingsCollector, *extra: Any) -> CollectorRegistry:
+    """A registry for one scrape: every process's request metrics plus this process's gauges
+    (`extra`: more collectors built at scrape time)."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_mode():
         MultiProcessCollector(registry)
     else:
         registry.register(REQUEST_REGISTRY)
     registry.register(readings)
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
@@ -428,9 +431,10 @@ class RequestRecorder:
             children[1].observe(time.perf_counter() - started)
 
 
-def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> RequestRecorder:
-    """Count and time every request the app answers, and serve `GET /metrics`; the
-    recorder is returned for the routes answered outside Flask (worker/http/lean.py)."""
+def instrument(app: Flask, readings: Readings, runtime_dir: Path, *extra: Any) -> RequestRecorder:
+    """Count and time every request the app answers, and serve `GET /metrics` (with the
+    `extra` collectors); the recorder is returned for the routes answered outside Flask
+    (worker/http/lean.py)."""
     collector = ReadingsCollector(readings, runtime_dir)
     recorder = RequestRecorder(app)
     inner = app.wsgi_app
@@ -450,6 +454,6 @@ def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> RequestReco
     @app.get(METRICS_ROUTE)
     def metrics() -> Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(scrape_registry(collector)), content_type=content_type)
+        return Response(encoder(scrape_registry(collector, *extra)), content_type=content_type)
 
     return recorder
