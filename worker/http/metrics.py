@@ -283,6 +283,11 @@ def live_runner_metrics(
         "Heartbeats or bootstraps that failed since the last success.",
         LIVE_RUNNER_LABELS,
     )
+    ttl = _gauge(
+        "agent_net_live_runner_heartbeat_ttl_seconds",
+        "How long the orchestrator keeps the runner without a heartbeat (its last answer).",
+        LIVE_RUNNER_LABELS,
+    )
     for runner in runners:
         labels = [_label(runner.get("orchestrator")), _label(runner.get("capability"))]
         is_registered = runner.get("registered") is True
@@ -298,7 +303,10 @@ def live_runner_metrics(
         count = runner.get("consecutive_failures")
         if isinstance(count, int) and not isinstance(count, bool):
             failures.add_metric(labels, float(count))
-    yield from _with_samples(registered, ready, info, last, age, failures)
+        held = runner.get("heartbeat_ttl_seconds")
+        if isinstance(held, int | float) and not isinstance(held, bool):
+            ttl.add_metric(labels, float(held))
+    yield from _with_samples(registered, ready, info, last, age, failures, ttl)
 
 
 def residency_metrics(report: ResidencyReport | None) -> Iterator[Metric]:
