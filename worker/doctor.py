@@ -1,7 +1,8 @@
 """`agent-net doctor`: check the whole chain, one line per check, with the fix for each problem.
 
 Order: settings, NVML and each GPU, Ollama and each configured model, the worker
-(`/healthz`, `/readyz`), each orchestrator (reachable, TLS), the worker's own
+(`/healthz`, `/readyz`) and the recovery action it chose for each GPU (`/metrics`), each
+orchestrator (reachable, TLS), the worker's own
 registration state per entry of `/readyz`'s `registration` list (read from the worker,
 never by registering again), and pricing between `orchestrator_config/` and
 `gateway_config/` when both files are here. Independent hosts are checked in parallel
@@ -251,8 +252,8 @@ def check_nvml(timeout: float = NVML_TIMEOUT) -> list[Check]:
                     str(index),
                     FAIL,
                     f"GPU {index} is lost (fell off the bus or stopped answering)",
-                    f"drain the host, then reset the GPU (nvidia-smi -r -i {index}) or reboot;"
-                    " dmesg shows the Xid",
+                    "drain the host and reboot it: a GPU off the bus does not come back with"
+                    " a reset (dmesg shows the Xid; if it recurs, contact support)",
                 )
             )
         else:
@@ -404,6 +405,60 @@ def _not_ready(document: Mapping[str, Any]) -> Check:
         )
     detail = "not ready yet: " + ("; ".join(waiting) or str(document.get("status")))
     return Check("ready", "", WARNING, detail, "wait a few seconds and run the doctor again")
+
+
+# --- What to do about each GPU, as the running worker judges it -------------------------------
+ACTION_METRIC = "agent_net_gpu_recovery_action"
+# action -> (verdict, what to do in words; {gpu} is the NVML index)
+ACTION_WORDS: dict[str, tuple[str, str]] = {
+    "none": (OK, "no recovery action needed"),
+    "restart_app": (
+        WARNING,
+        "restart the application that hit the error: docker compose restart ollama worker",
+    ),
+    "reset_gpu": (
+        FAIL,
+        "stop its work and reset it: docker compose stop; sudo nvidia-smi -r -i {gpu};"
+        " docker compose up -d",
+    ),
+    "drain_and_reset": (
+        FAIL,
+        "send it no new work, let running jobs finish, then reset it: docker compose stop;"
+        " sudo nvidia-smi -r -i {gpu}; docker compose up -d",
+    ),
+    "reboot": (FAIL, "drain the host (docker compose stop) and reboot it"),
+    "contact_support": (
+        FAIL,
+        "the board needs service: take it out of use and contact NVIDIA or the vendor"
+        " (RMA), with the output of nvidia-bug-report.sh",
+    ),
+}
+
+
+def check_gpu_actions(settings: Settings) -> list[Check]:
+    """One line per GPU: the recovery action the worker's sampler chose, in words (read
+    from the worker's /metrics: docs/gpu-health.md#recovery-action)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        status, body = http_get(worker_url(settings), "/metrics")
+        families = list(text_string_to_metric_families(body.decode("utf-8", "replace")))
+    except (Unanswered, ValueError) as exc:
+        return [Check("action", "", SKIP, f"not checked: /metrics ({exc})")]
+    if status != 200:
+        return [Check("action", "", SKIP, f"not checked: /metrics answered HTTP {status}")]
+    checks = []
+    for family in families:
+        if family.name != ACTION_METRIC:
+            continue
+        for sample in family.samples:
+            gpu, action = sample.labels.get("gpu", "?"), sample.labels.get("action", "?")
+            verdict, words = ACTION_WORDS.get(action, (FAIL, f"unknown action {action!r}"))
+            name = sample.labels.get("name") or "unreadable"
+            detail = f"GPU {gpu} ({name}): {action} (rule {sample.labels.get('rule')})"
+            fix = None if verdict == OK else words.format(gpu=gpu)
+            checks.append(Check("action", f"gpu {gpu}", verdict, detail, fix))
+    return checks or [Check("action", "", SKIP, "the worker reports no GPU")]
 
 
 # --- Orchestrators ---------------------------------------------------------------------------
@@ -728,6 +783,8 @@ def run_doctor(
 
     def worker_checks() -> list[Check]:
         found, readyz[0] = check_worker(settings)
+        if any(check.check == "worker" and check.verdict == OK for check in found):
+            found += check_gpu_actions(settings)
         return found
 
     worker = _Group(worker_checks, _late(budget, "worker"))

@@ -98,6 +98,8 @@ def test_healthy_stack_exits_0_with_every_check_ok(
     assert run.code == 0, run.stdout + run.stderr
     for name in ("settings", "nvml", "gpu 0", "gpu 1", "ollama", "worker", "ready"):
         assert run.line(name).startswith("ok "), run.line(name)
+    assert "GPU 0 (NVIDIA H100 80GB HBM3): none (rule none)" in run.line("action gpu 0")
+    assert run.line("action gpu 1").startswith("ok ")
     assert run.line("model codellama:34b-instruct-q4_k_m").startswith("ok ")
     assert run.line(f"orchestrator {orch.url}").startswith("ok ")
     tls = run.line(f"tls {orch.url}")
@@ -160,7 +162,7 @@ def test_lost_gpu_and_an_unloaded_driver_are_named(fake_nvml: FakeNvml, here: Pa
     assert run.line("gpu 0").startswith("ok ")
     lost = run.line("gpu 1")
     assert lost.startswith("fail ") and "GPU 1 is lost" in lost
-    assert "fix: drain the host, then reset the GPU (nvidia-smi -r -i 1)" in lost
+    assert "fix: drain the host and reboot it" in lost
 
     fake_nvml.set_scenario("driver_not_loaded")
     run = run_doctor(env, here)
@@ -205,6 +207,29 @@ def test_a_rejected_secret_is_named_a_secret_mismatch(
     assert "-orchSecret" in rejected["fix"]
     secrets = {"secret": ORCH_SECRET, "orchestrator's": "the-orchestrators-own-secret"}
     assert leaked(run.stdout + run.stderr, {**secrets, "token": TOKEN}) == []
+
+
+def test_each_gpus_recovery_action_is_said_in_words(
+    start_worker: StartWorker, fake_nvml: FakeNvml, ollama: OllamaStandIn, here: Path
+) -> None:
+    worker = start_worker({"OLLAMA_HOST": ollama.url}, nvml=fake_nvml)
+    fake_nvml.set_health(0, remap_pending=1)  # a row remap waits for a GPU reset
+    fake_nvml.set_health(1, recovery_action=2)  # the driver asks for a node reboot
+    wait_for(
+        lambda: b'action="reboot"' in http("GET", f"{worker.url}/metrics")[2],
+        15,
+        what="the driver's action in /metrics",
+    )
+
+    run = run_doctor(doctor_env(worker.env), here)
+
+    assert run.code == 1
+    reset = run.line("action gpu 0")
+    assert reset.startswith("fail ")
+    assert "GPU 0 (NVIDIA H100 80GB HBM3): reset_gpu (rule row_remap_pending)" in reset
+    assert "fix: stop its work and reset it: docker compose stop; sudo nvidia-smi -r -i 0" in reset
+    reboot = run.line("action gpu 1")
+    assert "reboot (rule driver)" in reboot and "and reboot it" in reboot
 
 
 def test_pricing_files_that_disagree_fail_and_matching_ones_do_not(here: Path) -> None:

@@ -10,9 +10,12 @@ DOC = (ROOT / "docs" / "operator-first-hour.md").read_text()
 
 
 def compose_services() -> list[str]:
+    """The services plain `docker compose up -d` starts (those of a profile excluded)."""
     text = (ROOT / "docker-compose.yml").read_text()
     block = text.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0]
-    return re.findall(r"^  ([a-z][a-z0-9_-]*):$", block, re.MULTILINE)
+    services = re.split(r"^  ([a-z][a-z0-9_-]*):$", block, flags=re.MULTILINE)
+    pairs = zip(services[1::2], services[2::2], strict=True)
+    return [name for name, body in pairs if "\n    profiles:" not in body]
 
 
 def test_the_doc_lists_every_service_compose_starts_and_no_other() -> None:

@@ -168,6 +168,19 @@ def test_a_reading_without_a_verdict_exports_none() -> None:
     samples = _scrape(_reading(None, verdict=None))
     assert series(samples, "agent_net_gpu_health") == {}
     assert series(samples, "agent_net_gpu_health_level") == {}
+    assert series(samples, "agent_net_gpu_recovery_action") == {}
+
+
+def test_one_action_series_per_gpu_labelled_by_action_and_rule() -> None:
+    lost = GpuReading(1, error="GPU is lost", verdict="critical", action="reboot")
+    lost = dataclasses.replace(lost, action_rule="gpu_lost")
+    ok = _reading(FULL, action="none", action_rule="none")
+    families = list(gpu_metrics(SourceView("nvml", "ok", None, GpuReport(None, (ok, lost)), 0, 1)))
+    action = next(f for f in families if f.name == "agent_net_gpu_recovery_action")
+    assert [(s.labels, s.value) for s in action.samples] == [
+        ({**LABELS, "action": "none", "rule": "none"}, 1.0),
+        ({"gpu": "1", "uuid": "", "name": "", "action": "reboot", "rule": "gpu_lost"}, 1.0),
+    ]
 
 
 def test_every_series_is_documented_and_every_documented_one_exists() -> None:
@@ -175,7 +188,16 @@ def test_every_series_is_documented_and_every_documented_one_exists() -> None:
     documented = set(re.findall(r"`(agent_net_gpu_\w+)`", doc.split("## Metrics", 1)[1]))
     names = {family.metric for family in HEALTH_FAMILIES} | set(OTHER_METRICS)
     reasons = ("ecc_uncorrectable: x",)
-    full = _scrape(_reading(FULL, xid=XIDS.as_dict(), verdict="critical", verdict_reasons=reasons))
+    full = _scrape(
+        _reading(
+            FULL,
+            xid=XIDS.as_dict(),
+            verdict="critical",
+            verdict_reasons=reasons,
+            action="reset_gpu",
+            action_rule="xid_95",
+        )
+    )
     emitted = {name for name, _ in full if name.startswith("agent_net_gpu_")}
     base = {
         "agent_net_gpu_up",

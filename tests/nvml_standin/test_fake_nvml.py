@@ -640,6 +640,15 @@ HEALTH_PRELUDE = """
 def procs(h):
     return [[x.pid, x.usedGpuMemory] for x in p.nvmlDeviceGetComputeRunningProcesses(h)]
 
+def recovery_action(h):
+    # the call succeeds; the field's own nvmlReturn says whether the driver has it
+    (v,) = p.nvmlDeviceGetFieldValues(h, [p.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION])
+    assert v.fieldId == p.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION and v.timestamp > 0
+    if v.nvmlReturn != p.NVML_SUCCESS:
+        raise p.NVMLError(v.nvmlReturn)
+    assert v.valueType == p.NVML_VALUE_TYPE_UNSIGNED_INT
+    return v.value.uiVal
+
 HEALTH = {
     "clocks_event_reasons": p.nvmlDeviceGetCurrentClocksEventReasons,
     "clocks_throttle_reasons": p.nvmlDeviceGetCurrentClocksThrottleReasons,
@@ -677,6 +686,7 @@ HEALTH = {
     "mig_mode": p.nvmlDeviceGetMigMode,
     "supported_events": p.nvmlDeviceGetSupportedEventTypes,
     "temperature": lambda h: p.nvmlDeviceGetTemperature(h, p.NVML_TEMPERATURE_GPU),
+    "recovery_action": recovery_action,
 }
 
 def health_all(h):
@@ -725,6 +735,7 @@ QUERY_FIELDS = {
     "mig_mode": ("mig_current", "mig_pending"),
     "supported_events": ("supported_events",),
     "temperature": ("temperature",),
+    "recovery_action": ("recovery_action",),
 }
 NOT_SUPPORTED = {"error": "NVMLError_NotSupported", "value": 3}
 DBE = 1 << 40
@@ -759,6 +770,7 @@ H100_HEALTH = {
     "mig_mode": {"ok": [0, 0]},
     "supported_events": {"ok": 0x1F},
     "temperature": {"ok": 41},
+    "recovery_action": NOT_SUPPORTED,  # driver 560 predates the field
 }
 L4_HEALTH = {
     **H100_HEALTH,
@@ -828,6 +840,7 @@ def expected_health(mirror, temperature: int) -> dict:
         "mig_mode": ok(None if None in mig else list(mig)),
         "supported_events": ok(m.supported_events),
         "temperature": ok(temperature),
+        "recovery_action": ok(m.recovery_action),
     }
 
 
@@ -996,6 +1009,29 @@ def test_health_overrides_values_permission_star_and_reset(fake, child) -> None:
     assert gpu0["processes"] == {"ok": []}
     fake.reset_health()
     assert c.ask("health") == [H100_HEALTH, L4_HEALTH]
+
+
+def test_recovery_action_field_through_pynvml(fake, child) -> None:
+    """nvmlDeviceGetFieldValues: field 230 answers per GPU, set live; other fields and
+    the default (a driver older than the field) answer NOT_SUPPORTED in nvmlReturn."""
+    c = child()
+    gpu0, gpu1 = c.ask("health")
+    assert gpu0["recovery_action"] == gpu1["recovery_action"] == NOT_SUPPORTED
+    for action in range(8):  # NONE .. SYSTEM_REBOOT
+        fake.set_health(1, recovery_action=action)
+        gpu0, gpu1 = c.ask("health")
+        assert gpu1["recovery_action"] == {"ok": action}
+        assert gpu0["recovery_action"] == NOT_SUPPORTED
+    fake.set_health(1, recovery_action=build.NO_PERMISSION)
+    assert c.ask("health")[1]["recovery_action"] == err("NoPermission", 4)
+    out = run_child(
+        "p.nvmlInit(); h = p.nvmlDeviceGetHandleByIndex(1)\n"
+        "vs = p.nvmlDeviceGetFieldValues(h, [p.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION,"
+        " p.NVML_FI_DEV_RESET_STATUS])\n"
+        "emit([[v.fieldId, v.nvmlReturn] for v in vs])",
+        fake.env(),
+    )
+    assert out == [[230, 4], [226, 3]]
 
 
 def test_lost_gpu_applies_to_health_calls_and_recovers(fake, child) -> None:

@@ -210,6 +210,18 @@ def test_metadata_is_compact_json_within_1024_bytes_with_models_cut_to_fit() -> 
         "models_loaded": ["llama3:8b"],
     }
     assert ", " not in text and ": " not in text
+    reboot = replace(_gpu(0), error="GPU is lost", action="reboot", action_rule="gpu_lost")
+    lost = json.loads(runner_metadata(_views(reboot), 0, Readiness("unhealthy", "lost")))
+    assert lost == {
+        "status": "unhealthy",
+        "reason": "lost",
+        "action": "reboot",
+        "models_loaded": [],
+    }
+    fine = json.loads(
+        runner_metadata(_views(replace(_gpu(0), action="none")), 0, Readiness("ready", None))
+    )
+    assert fine["action"] == "none"
     many = tuple(ModelEntry(f"model-é-{i:03d}:" + "x" * 40, loaded=True) for i in range(60))
     odd = (ModelEntry("bad-\ud800-name", loaded=True), ModelEntry("on-disk", loaded=False))
     text = runner_metadata(_views(_gpu(0), models=odd + many), 0, Readiness("ready", None))

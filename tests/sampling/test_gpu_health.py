@@ -69,6 +69,7 @@ H100 = {
     ],
     "mig_enabled": False,
     "mig_enabled_pending": False,
+    "recovery_action_driver": None,  # driver 560: no recovery-action field
 }
 L4 = {
     **H100,
@@ -177,6 +178,18 @@ def test_read_health_follows_live_values(fake_nvml: FakeNvml, proc_root: Path) -
             },  # not visible, no memory
         ],
     }
+
+
+def test_driver_recovery_action_from_the_field_value(fake_nvml: FakeNvml, proc_root: Path) -> None:
+    """NVML_FI_DEV_GET_GPU_RECOVERY_ACTION through nvmlDeviceGetFieldValues, per GPU."""
+    fake_nvml.set_health(0, recovery_action=pynvml.NVML_GPU_RECOVERY_ACTION_GPU_RESET)
+    fake_nvml.set_health(1, recovery_action=pynvml.NVML_GPU_RECOVERY_ACTION_NONE)
+    gpu0, gpu1 = read_all(fake_nvml.env(), proc_root)
+    assert gpu0 == {**H100, "recovery_action_driver": 1}
+    assert gpu1 == {**L4, "recovery_action_driver": 0}
+    fake_nvml.set_health(1, recovery_action=NO_PERMISSION)  # the field's own nvmlReturn
+    assert read_all(fake_nvml.env(), proc_root)[1] == L4
+    assert "nvmlDeviceGetFieldValues" in fake_nvml.calls()
 
 
 def test_process_name_from_real_proc(fake_nvml: FakeNvml) -> None:

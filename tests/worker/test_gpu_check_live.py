@@ -48,6 +48,9 @@ def test_two_gpus_and_ollama_ok_is_success_with_every_reading(
     health, xid = h100.pop("health"), h100.pop("xid")
     assert (h100.pop("verdict"), h100.pop("verdict_reasons")) == ("ok", [])
     assert (l4["verdict"], l4["verdict_reasons"]) == ("ok", [])
+    action = (h100.pop("action"), h100.pop("action_rule"), h100.pop("action_reason"))
+    assert action == ("none", "none", "no rule asks for an action")
+    assert (l4["action"], l4["action_rule"]) == ("none", "none")
     assert health["clock_sm_mhz"] == 1980 and health["throttle_reasons"] == []
     assert [(p["pid"], p["used_memory_bytes"]) for p in health["processes"]] == [
         (4242, 16106127360)

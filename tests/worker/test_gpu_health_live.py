@@ -61,6 +61,9 @@ def test_an_xid_while_running_shows_in_the_document_metrics_and_fitness(
     assert body["status"] == "degraded"
     assert body["reasons"] == [f"nvml: GPU 1: critical: {l4['verdict_reasons'][0]}"]
     assert body["reasons"][0].startswith("nvml: GPU 1: critical: xid_79: XID 79 since start")
+    assert (l4["action"], l4["action_rule"]) == ("reboot", "xid_79")
+    assert l4["action_reason"] == "XID 79: GPU has fallen off the bus (RESTART_BM)"
+    assert (body["gpus"][0]["action"], body["gpus"][0]["action_rule"]) == ("none", "none")
 
     samples = scraped(
         worker,
@@ -75,6 +78,11 @@ def test_an_xid_while_running_shows_in_the_document_metrics_and_fitness(
     assert value(samples, "agent_net_gpu_health", level="ok", **L4_LABELS) == 0
     assert value(samples, "agent_net_gpu_health", level="ok", **H100_LABELS) == 1
     assert value(samples, "agent_net_gpu_health_rule", rule="xid_79", **L4_LABELS) == 1
+    actions = series(samples, "agent_net_gpu_recovery_action")
+    assert actions == {
+        frozenset({**H100_LABELS, "action": "none", "rule": "none"}.items()): 1,
+        frozenset({**L4_LABELS, "action": "reboot", "rule": "xid_79"}.items()): 1,
+    }
 
     fit, reason = fitness(worker)
     assert not fit and reason is not None
@@ -84,7 +92,8 @@ def test_an_xid_while_running_shows_in_the_document_metrics_and_fitness(
     body = settled(worker, lambda doc: doc["gpus"][0]["verdict"] == "warning", "XID 13 warns")
     assert body["gpus"][0]["verdict_reasons"][0].startswith("xid_recent:")
     assert body["gpus"][1]["verdict"] == "critical"
-    assert "gpu_verdict gpu=1 level=critical reasons=['xid_79:" in worker.logs()
+    assert body["gpus"][0]["action"] == "restart_app"  # XID 13: RESTART_APP
+    assert "gpu_verdict gpu=1 level=critical action=reboot reasons=['xid_79:" in worker.logs()
 
 
 def test_ecc_and_row_remap_counters_changed_live_decide_the_verdict(
@@ -192,7 +201,7 @@ def test_a_gpu_lost_and_found_again(
     assert fitness(worker) == (True, None)
     logs = worker.logs()
     assert logs.count("gpu_verdict gpu=1 level=critical") == 1  # once, not once per read
-    assert "gpu_verdict gpu=1 level=ok reasons=[]" in logs
+    assert "gpu_verdict gpu=1 level=ok action=none reasons=[]" in logs
 
 
 def test_throttle_reasons_one_series_each_and_unsupported_readings_null_and_absent(

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from worker.http.capacity_metrics import refusals
 from worker.http.metrics import REQUEST_REGISTRY
 
 OUTCOMES = (
@@ -76,6 +77,9 @@ class AgentSeries:
         self.first_token = FIRST_TOKEN_SECONDS.labels(agent)
         self.speed = TOKENS_PER_SECOND.labels(agent)
         self.running = STREAMS_RUNNING.labels(agent)
+        self.refused_at_capacity = refusals("agent", agent)
 
     def ended(self, outcome: str) -> None:
         self.outcomes[outcome].inc()
+        if outcome == "at_capacity":
+            self.refused_at_capacity.inc()

@@ -18,6 +18,7 @@ from worker.agents import Agent, load_agents
 from worker.config import Settings
 from worker.http import usage_hook
 from worker.http.capacity import SlotLimiter
+from worker.http.capacity_metrics import PoolsCollector, refusals
 from worker.http.chat import register_chat_routes
 from worker.http.document import ReportBuilder
 from worker.http.errors import (
@@ -98,6 +99,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     usage_hook.configure(settings.usage_db_path)  # opened on first use, in each process
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
+    jobs_refused = refusals("jobs")
     secret_token = settings.job_token
     token = None if secret_token is None else secret_token.get_secret_value()
 
@@ -135,6 +137,7 @@ def create_app(
             raise RequestEntityTooLarge()
         slot = limiter.take()
         if slot is None:
+            jobs_refused.inc()
             raise ApiError(
                 503,
                 "at_capacity",
@@ -205,7 +208,8 @@ def create_app(
         response.status_code = 200 if ready else 503
         return response
 
-    recorder = instrument(app, readings, runtime_dir)
+    pools = PoolsCollector(limiter, agents, chat_routes.limiters, readings)
+    recorder = instrument(app, readings, runtime_dir, pools)
     lean_routes |= chat_routes.lean
     app.wsgi_app = LeanRoutes(  # type: ignore[method-assign]
         app.wsgi_app, lean_routes, recorder, settings.max_body_bytes

@@ -47,6 +47,9 @@ def gpu_fields(gpu: GpuReading) -> dict[str, Any]:
         "utilization_memory_pct": gpu.utilization_memory_pct,
         "verdict": gpu.verdict,
         "verdict_reasons": list(gpu.verdict_reasons),
+        "action": gpu.action,
+        "action_rule": gpu.action_rule,
+        "action_reason": gpu.action_reason,
         "health": gpu.health,
         "xid": gpu.xid,
     }

@@ -1,4 +1,4 @@
-"""The GPU health series of `/metrics`: readings, throttle reasons, XIDs and the verdict.
+"""The GPU health series of `/metrics`: readings, throttle reasons, XIDs, verdict, action.
 
 Built at scrape time from the published readings (`GpuReading.health`, `.xid`,
 `.verdict`), labelled `gpu`, `uuid`, `name` like the other GPU series (and like NVIDIA's
@@ -174,6 +174,7 @@ OTHER_METRICS = (
     "agent_net_gpu_health",
     "agent_net_gpu_health_level",
     "agent_net_gpu_health_rule",
+    "agent_net_gpu_recovery_action",
 )
 
 
@@ -239,8 +240,16 @@ def health_metrics(gpus: Sequence[GpuReading], labels_of: Any) -> Iterator[Metri
         "1 for each verdict rule firing now (docs/gpu-health.md); none when ok.",
         (*GPU_LABELS, "rule"),
     )
+    action = _gauge(
+        "agent_net_gpu_recovery_action",
+        "1 for the GPU's recovery action (none, restart_app, reset_gpu, drain_and_reset,"
+        " reboot, contact_support) and the rule that chose it (docs/gpu-health.md).",
+        (*GPU_LABELS, "action", "rule"),
+    )
     for gpu in gpus:
         labels = labels_of(gpu)
+        if gpu.action is not None:
+            action.add_metric([*labels, gpu.action, gpu.action_rule or ""], 1.0)
         if gpu.health is not None:
             _add_health(gpu.health, labels, families, throttle, processes, process_memory)
         if gpu.xid is not None:
@@ -253,7 +262,7 @@ def health_metrics(gpus: Sequence[GpuReading], labels_of: Any) -> Iterator[Metri
                 rule.add_metric([*labels, reason.split(":", 1)[0]], 1.0)
     every = [family for _, family in families]
     every += [throttle, processes, process_memory, xid_total, xid_hour, xid_last, xid_time]
-    every += [xid_seen, health, level, rule]
+    every += [xid_seen, health, level, rule, action]
     yield from (family for family in every if family.samples)
 
 

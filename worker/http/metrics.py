@@ -283,6 +283,11 @@ def live_runner_metrics(
         "Heartbeats or bootstraps that failed since the last success.",
         LIVE_RUNNER_LABELS,
     )
+    ttl = _gauge(
+        "agent_net_live_runner_heartbeat_ttl_seconds",
+        "How long the orchestrator keeps the runner without a heartbeat (its last answer).",
+        LIVE_RUNNER_LABELS,
+    )
     for runner in runners:
         labels = [_label(runner.get("orchestrator")), _label(runner.get("capability"))]
         is_registered = runner.get("registered") is True
@@ -298,7 +303,10 @@ def live_runner_metrics(
         count = runner.get("consecutive_failures")
         if isinstance(count, int) and not isinstance(count, bool):
             failures.add_metric(labels, float(count))
-    yield from _with_samples(registered, ready, info, last, age, failures)
+        held = runner.get("heartbeat_ttl_seconds")
+        if isinstance(held, int | float) and not isinstance(held, bool):
+            ttl.add_metric(labels, float(held))
+    yield from _with_samples(registered, ready, info, last, age, failures, ttl)
 
 
 def residency_metrics(report: ResidencyReport | None) -> Iterator[Metric]:
@@ -374,14 +382,17 @@ class ReadingsCollector:
         yield from live_runner_metrics(read_live_runner_state(self._runtime_dir))
 
 
-def scrape_registry(readings: ReadingsCollector) -> CollectorRegistry:
-    """A registry for one scrape: every process's request metrics plus this process's gauges."""
+def scrape_registry(readings: ReadingsCollector, *extra: Any) -> CollectorRegistry:
+    """A registry for one scrape: every process's request metrics plus this process's gauges
+    (`extra`: more collectors built at scrape time)."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_mode():
         MultiProcessCollector(registry)
     else:
         registry.register(REQUEST_REGISTRY)
     registry.register(readings)
+    for collector in extra:
+        registry.register(collector)
     return registry
 
 
@@ -428,9 +439,10 @@ class RequestRecorder:
             children[1].observe(time.perf_counter() - started)
 
 
-def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> RequestRecorder:
-    """Count and time every request the app answers, and serve `GET /metrics`; the
-    recorder is returned for the routes answered outside Flask (worker/http/lean.py)."""
+def instrument(app: Flask, readings: Readings, runtime_dir: Path, *extra: Any) -> RequestRecorder:
+    """Count and time every request the app answers, and serve `GET /metrics` (with the
+    `extra` collectors); the recorder is returned for the routes answered outside Flask
+    (worker/http/lean.py)."""
     collector = ReadingsCollector(readings, runtime_dir)
     recorder = RequestRecorder(app)
     inner = app.wsgi_app
@@ -450,6 +462,6 @@ def instrument(app: Flask, readings: Readings, runtime_dir: Path) -> RequestReco
     @app.get(METRICS_ROUTE)
     def metrics() -> Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(scrape_registry(collector)), content_type=content_type)
+        return Response(encoder(scrape_registry(collector, *extra)), content_type=content_type)
 
     return recorder

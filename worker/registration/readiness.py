@@ -81,13 +81,16 @@ def runner_gpu(report: GpuReport | None, gpu_index: int) -> dict[str, Any] | Non
 
 
 def runner_metadata(views: Sequence[SourceView[Any]], gpu_index: int, readiness: Readiness) -> str:
-    """Compact JSON of at most 1,024 UTF-8 bytes: live temperature, VRAM, power and the
-    loaded models (the list cut to fit). Public (discovery shows it): no secrets."""
+    """Compact JSON of at most 1,024 UTF-8 bytes: the GPU's recovery action
+    (docs/gpu-health.md#recovery-action), live temperature, VRAM, power and the loaded
+    models (the list cut to fit). Public (discovery shows it): no secrets."""
     nvml = _nvml(views)
     gpu = runner_gpu_reading(None if nvml is None else nvml.data, gpu_index)
     document: dict[str, Any] = {"status": readiness.status}
     if readiness.reason:
         document["reason"] = readiness.reason
+    if gpu is not None and gpu.action is not None:
+        document["action"] = gpu.action
     if gpu is not None and gpu.error is None:
         document |= {
             key: value

@@ -213,6 +213,7 @@ class RunnerKeeper:
             status_reason=beat.readiness.reason,
             last_heartbeat=time.time(),
             heartbeat_interval_seconds=answer.interval,
+            heartbeat_ttl_seconds=answer.ttl,
             last_error=None,
             consecutive_failures=0,
         )

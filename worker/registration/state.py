@@ -50,6 +50,7 @@ class LiveRunnerState:
     status_reason: str | None = None
     last_heartbeat: float | None = None  # Unix time of the last accepted heartbeat
     heartbeat_interval_seconds: float | None = None
+    heartbeat_ttl_seconds: float | None = None  # the orchestrator drops it after this long
     last_attempt: float | None = None
     last_error: str | None = None
     consecutive_failures: int = 0

@@ -98,6 +98,9 @@ class GpuHealth:
     processes: tuple[GpuProcess, ...] | None
     mig_enabled: bool | None
     mig_enabled_pending: bool | None
+    # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (nvmlDeviceGpuRecoveryAction_t); None on drivers
+    # that do not report it
+    recovery_action_driver: int | None = None
 
     @property
     def throttle_reasons(self) -> tuple[str, ...] | None:
@@ -150,6 +153,7 @@ class GpuHealth:
             ),
             "mig_enabled": self.mig_enabled,
             "mig_enabled_pending": self.mig_enabled_pending,
+            "recovery_action_driver": self.recovery_action_driver,
         }
 
 
@@ -182,6 +186,25 @@ def _throttle_mask(handle: Any) -> int | None:
             if error.value != pynvml.NVML_ERROR_FUNCTION_NOT_FOUND:
                 raise
     return _optional(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons, handle)
+
+
+RECOVERY_ACTION_FIELD = getattr(pynvml, "NVML_FI_DEV_GET_GPU_RECOVERY_ACTION", 230)
+
+
+def _driver_recovery_action(handle: Any) -> int | None:
+    """The driver's recovery action (a field value), None where the driver has no such field.
+
+    The call succeeds for a readable GPU; each field carries its own nvmlReturn.
+    """
+    values = _optional(pynvml.nvmlDeviceGetFieldValues, handle, [RECOVERY_ACTION_FIELD])
+    if not values:
+        return None
+    value = values[0]
+    if value.nvmlReturn == pynvml.NVML_ERROR_GPU_IS_LOST:
+        raise GpuLostError(str(pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)))
+    if value.nvmlReturn != pynvml.NVML_SUCCESS:
+        return None
+    return int(value.value.uiVal)
 
 
 def _flag(value: int | None) -> bool | None:
@@ -279,4 +302,5 @@ def read_health(handle: Any, *, proc_root: Path = Path("/proc")) -> GpuHealth:
         processes=processes,
         mig_enabled=_flag(mig_now),
         mig_enabled_pending=_flag(mig_pending),
+        recovery_action_driver=_driver_recovery_action(handle),
     )

@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 import pynvml
 
-from worker.sampling.gpu_health import GpuLostError, read_health
+from worker.sampling.gpu_health import GpuHealth, GpuLostError, read_health
 from worker.sampling.readings import GpuReading, GpuReport, SourceUnavailable
+from worker.sampling.recovery import Recovery, RecoveryInputs, escalates, recovery
 from worker.sampling.verdict import TEMPERATURE_MARGIN_C, verdict
-from worker.sampling.xid_watch import XidStats, XidWatcher
+from worker.sampling.xid_history import XidHistory
+from worker.sampling.xid_watch import XidEvent, XidStats, XidWatcher
 from worker.units import milliwatts_to_watts
 
 T = TypeVar("T")
@@ -63,7 +65,9 @@ class GpuReader:
 
     After the first successful initialisation it registers for XID events and polls
     them in a thread of its own (`XidWatcher`, sharing this initialisation);
-    `watch_xids=False` leaves that out (no XID statistics: `xid` is None).
+    `watch_xids=False` leaves that out (no XID statistics: `xid` is None). Reset- and
+    reboot-class XIDs also go to `xid_history` (kept across restarts when it has a file),
+    which the recovery rule `xid_recurring` counts.
     """
 
     def __init__(
@@ -72,14 +76,17 @@ class GpuReader:
         watch_xids: bool = True,
         temperature_margin_c: int = TEMPERATURE_MARGIN_C,
         proc_root: Path = Path("/proc"),
+        xid_history: XidHistory | None = None,
     ) -> None:
         self._lock = threading.Lock()  # held across each whole read
         self._initialised = False
         self._gpu_errors: dict[int, str] = {}
-        self._verdicts: dict[int, tuple[str | None, tuple[str, ...]]] = {}
+        self._verdicts: dict[int, tuple[str | None, tuple[str, ...], str | None]] = {}
         self._watch_xids = watch_xids
         self._temperature_margin_c = temperature_margin_c
         self._proc_root = proc_root
+        self._history = xid_history if xid_history is not None else XidHistory(None)
+        self._uuids: dict[int, str] = {}  # the last UUID each index answered with
         self.xids: XidWatcher | None = None
 
     def read(self) -> GpuReport:
@@ -109,14 +116,22 @@ class GpuReader:
         self._gpu_errors = errors
 
     def _log_verdicts(self, gpus: tuple[GpuReading, ...]) -> None:
-        """Log a GPU's verdict when it changes (level or reasons), never once per read."""
-        verdicts = {gpu.index: (gpu.verdict, gpu.verdict_reasons) for gpu in gpus}
-        for index, (level, reasons) in verdicts.items():
+        """Log a GPU's verdict and action when they change, never once per read."""
+        verdicts = {gpu.index: (gpu.verdict, gpu.verdict_reasons, gpu.action) for gpu in gpus}
+        for index, (level, reasons, action) in verdicts.items():
             previous = self._verdicts.get(index)
-            if previous == (level, reasons) or (previous is None and level == "ok"):
+            if previous == (level, reasons, action) or (
+                previous is None and level == "ok" and action == "none"
+            ):
                 continue
-            emit = log.info if level == "ok" else log.warning
-            emit("gpu_verdict gpu=%d level=%s reasons=%r", index, level, list(reasons))
+            emit = log.info if level == "ok" and action == "none" else log.warning
+            emit(
+                "gpu_verdict gpu=%d level=%s action=%s reasons=%r",
+                index,
+                level,
+                action,
+                list(reasons),
+            )
         self._verdicts = verdicts
 
     def close(self) -> None:
@@ -144,13 +159,41 @@ class GpuReader:
     def _start_xid_watch(self) -> None:
         """Register XID events on this process's NVML initialisation and poll them."""
         try:
-            watcher = XidWatcher(owns_nvml=False)
+            watcher = XidWatcher(owns_nvml=False, on_event=self._remember_xid)
         except Exception as error:  # no events is a missing reading, never a failed read
             log.warning("xid_watch_unavailable error=%s", type(error).__name__)
             return
         log.info("xid_watch_started gpus=%s", ",".join(map(str, watcher.registered)) or "none")
         watcher.start(interval_ms=XID_POLL_MS)
         self.xids = watcher
+
+    def _history_key(self, index: int) -> str:
+        return self._uuids.get(index) or f"index-{index}"
+
+    def _remember_xid(self, event: XidEvent) -> None:
+        """XidWatcher's listener: keep reset- and reboot-class XIDs for `xid_recurring`."""
+        if escalates(event.xid):
+            self._history.record(self._history_key(event.gpu_index), event.xid, event.wall_time)
+
+    def _recovery(
+        self,
+        index: int,
+        health: GpuHealth | None,
+        xids: XidStats | None,
+        lost_reason: str | None = None,
+    ) -> Recovery:
+        return recovery(
+            RecoveryInputs(
+                lost=health is None,
+                lost_reason=lost_reason,
+                driver_action=None if health is None else health.recovery_action_driver,
+                remap_pending=None if health is None else health.remapped_rows_pending,
+                remap_failure=None if health is None else health.remapped_rows_failure,
+                xids_since_start=() if xids is None else xids.codes_since_start,
+                xids_last_hour=() if xids is None else xids.codes_last_hour,
+                recurrences=self._history.counts(self._history_key(index)),
+            )
+        )
 
     def _xid_stats(self, index: int) -> XidStats | None:
         watcher = self.xids
@@ -173,8 +216,11 @@ class GpuReader:
             health = read_health(handle, proc_root=self._proc_root)
         except (GpuLost, GpuLostError, pynvml.NVMLError) as failure:
             return self._unreadable(index, failure)
+        if uuid:
+            self._uuids[index] = uuid
         xids = self._xid_stats(index)
         judged = verdict(health, xids, False, temperature_margin_c=self._temperature_margin_c)
+        action = self._recovery(index, health, xids)
         return GpuReading(
             index=index,
             name=name,
@@ -190,6 +236,9 @@ class GpuReader:
             xid=None if xids is None else xids.as_dict(),
             verdict=judged.level,
             verdict_reasons=judged.reasons,
+            action=action.action,
+            action_rule=action.rule,
+            action_reason=action.reason,
         )
 
     def _unreadable(self, index: int, failure: Exception) -> GpuReading:
@@ -202,12 +251,16 @@ class GpuReader:
             reason = str(failure)
         xids = self._xid_stats(index)
         judged = verdict(None, xids, True, lost_reason=reason)
+        action = self._recovery(index, None, xids, lost_reason=reason)
         return GpuReading(
             index,
             error=reason,
             xid=None if xids is None else xids.as_dict(),
             verdict=judged.level,
             verdict_reasons=judged.reasons,
+            action=action.action,
+            action_rule=action.rule,
+            action_reason=action.reason,
         )
 
     @staticmethod

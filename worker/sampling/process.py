@@ -27,6 +27,7 @@ from worker.sampling.ollama_catalogue import OllamaReader
 from worker.sampling.published import Publisher
 from worker.sampling.readings import Catalogue, GpuReport
 from worker.sampling.source import SourceSampler
+from worker.sampling.xid_history import XID_HISTORY_FILE, XidHistory
 
 log = logging.getLogger("agent_net.sampler")
 POLL_SECONDS = 0.1
@@ -36,7 +37,7 @@ class Sampler:
     """NVML and Ollama, each read in its own thread, published to `runtime_dir`."""
 
     def __init__(self, settings: Settings, runtime_dir: Path) -> None:
-        self._gpu_reader = GpuReader()
+        self._gpu_reader = GpuReader(xid_history=XidHistory(settings.data_dir / XID_HISTORY_FILE))
         self._ollama_reader = OllamaReader(settings.ollama_host, settings.ollama_timeout_seconds)
         self.publisher = Publisher(runtime_dir, self._document)
         interval = settings.sample_interval_seconds

@@ -30,8 +30,9 @@ class GpuReading:
     `health` is `GpuHealth.as_dict()` (worker/sampling/gpu_health.py) and `xid` is
     `XidStats.as_dict()` (None: the GPU cannot report XID events); both are plain JSON
     so that this module needs no NVML binding. `verdict` and `verdict_reasons` come
-    from worker/sampling/verdict.py (docs/gpu-health.md); None only from a sampler
-    that predates them. A GPU with `error` set (lost, unreadable) is `critical`.
+    from worker/sampling/verdict.py, `action`, `action_rule` and `action_reason` from
+    worker/sampling/recovery.py (docs/gpu-health.md); None only from a sampler that
+    predates them. A GPU with `error` set (lost, unreadable) is `critical`.
     """
 
     index: int
@@ -49,6 +50,9 @@ class GpuReading:
     xid: dict[str, Any] | None = None
     verdict: Verdict | None = None
     verdict_reasons: tuple[str, ...] = ()
+    action: str | None = None
+    action_rule: str | None = None
+    action_reason: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GpuReading:

@@ -67,8 +67,15 @@ def _address(pointer: Any) -> int | None:
 class XidWatcher:
     """One NVML event set for all GPUs, and XID stats per GPU index."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, owns_nvml: bool = True) -> None:
-        """Register XID events where supported.
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        owns_nvml: bool = True,
+        on_event: Callable[[XidEvent], None] | None = None,
+    ) -> None:
+        """Register XID events where supported; `on_event` is called with each XID (in
+        the polling thread, after the stats have it).
 
         With `owns_nvml` (the default) it initialises NVML first (raises if that fails)
         and shuts it down on close; without, the caller has initialised NVML and keeps
@@ -76,6 +83,7 @@ class XidWatcher:
         """
         self._clock = clock
         self._owns_nvml = owns_nvml
+        self._on_event = on_event
         self._lock = threading.Lock()  # guards stats
         self._nvml_lock = threading.Lock()  # one NVML caller on the set at a time
         self._stats: dict[int, _GpuXids] = {}
@@ -171,6 +179,11 @@ class XidWatcher:
     def _record(self, event: XidEvent) -> None:
         with self._lock:
             self._stats.setdefault(event.gpu_index, _GpuXids()).add(event)
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception as error:  # a failing listener never stops the watcher
+                log.warning("xid_listener_failed error=%s", type(error).__name__)
 
     def stats(self, gpu_index: int) -> XidStats:
         """XID stats of one GPU (all zero for a GPU that never had one)."""

@@ -18,6 +18,7 @@ The scenarios, values and environment variables are documented at the top of
     # fake_nvml.set_health(0, clocks_event_reasons=0x40, fan_speed=UNSUPPORTED)
     # fake_nvml.set_memory_used(0, 30 * 2**30)  # e.g. following Ollama's loaded set
     # fake_nvml.inject_xid(1, 79)   # a waiting nvmlEventSetWait_v2 returns it
+    # fake_nvml.set_health(0, recovery_action=1)  # the driver asks for a GPU reset
 
 Health readings (clocks, ECC, PCIe, processes, ...) have per-GPU defaults in
 ``fake_nvml.c`` (mirrored in ``values.py``); ``set_health`` overrides them live
@@ -98,6 +99,7 @@ HEALTH_FIELDS = (
     "processes",
     "lost",
     "memory_used",
+    "recovery_action",
 )
 # Values set_health accepts besides integers: the call then returns 3 / 4.
 UNSUPPORTED = "unsupported"
@@ -125,6 +127,7 @@ OMITTABLE_SYMBOLS = (
     "nvmlDeviceGetComputeRunningProcesses_v3",
     "nvmlDeviceGetMigMode",
     "nvmlDeviceGetSupportedEventTypes",
+    "nvmlDeviceGetFieldValues",
     "nvmlEventSetCreate",
     "nvmlDeviceRegisterEvents",
     "nvmlEventSetWait_v2",

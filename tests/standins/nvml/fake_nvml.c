@@ -97,7 +97,10 @@
  *   (two-call protocol, page k at 0x10000 (k + 1), DBE + 1 << 40),
  *   GetRetiredPagesPendingStatus, GetRemappedRows, Get{Curr,Max}PcieLink{Generation,
  *   Width}, GetPcieReplayCounter, GetComputeRunningProcesses_v3 (two-call protocol,
- *   nvmlProcessInfo_v2_t layout), GetMigMode, GetSupportedEventTypes.  They are
+ *   nvmlProcessInfo_v2_t layout), GetMigMode, GetSupportedEventTypes, and
+ *   nvmlDeviceGetFieldValues (field 230, NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, answers the
+ *   `recovery_action` reading, NOT_SUPPORTED by default as on drivers before the field
+ *   existed; any other field id gets NOT_SUPPORTED in its own nvmlReturn).  They are
  *   per-device queries: lost GPUs give 15, `hang` blocks them.
  *
  *   If env FAKE_NVML_HEALTH names a file, it is read on every per-device call:
@@ -450,6 +453,7 @@ typedef enum {
     F_PROCESSES,
     F_LOST,
     F_MEMORY_USED,
+    F_RECOVERY_ACTION,
     N_FIELDS,
 } field_t;
 
@@ -461,7 +465,7 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
     "retired_sbe", "retired_dbe", "retired_pending", "remap_corr", "remap_unc",
     "remap_pending", "remap_failure", "pcie_gen", "pcie_gen_max", "pcie_width",
     "pcie_width_max", "pcie_replay", "mig_current", "mig_pending", "supported_events",
-    "processes", "lost", "memory_used",
+    "processes", "lost", "memory_used", "recovery_action",
 };
 
 #define MAX_PROCS 32
@@ -527,6 +531,8 @@ static void default_health(unsigned int index, scenario_t s, const fake_gpu *g, 
         h->state[F_MIG_PENDING] = NVML_ERROR_NOT_SUPPORTED;
     }
     v[F_SUPPORTED_EVENTS] = 0x1F; /* SBE | DBE | PState | Xid | Clock */
+    /* NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: newer drivers than 560 only (tests set it) */
+    h->state[F_RECOVERY_ACTION] = NVML_ERROR_NOT_SUPPORTED;
     if (!l4) {
         h->nprocs = 1;
         h->procs[0].pid = 4242 + index;
@@ -1241,6 +1247,62 @@ EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *curr
         return r;
     *currentMode = (unsigned int)h.value[F_MIG_CURRENT];
     *pendingMode = (unsigned int)h.value[F_MIG_PENDING];
+    return NVML_SUCCESS;
+}
+
+/* ---- field values (nvmlDeviceGetFieldValues) ------------------------------ */
+
+#define NVML_FI_DEV_GET_GPU_RECOVERY_ACTION 230
+#define NVML_VALUE_TYPE_UNSIGNED_INT 1
+
+typedef union {
+    double dVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    int siVal;
+    unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct {
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;   /* microseconds since the epoch */
+    long long latencyUsec;
+    unsigned int valueType; /* nvmlValueType_t */
+    nvmlReturn_t nvmlReturn;
+    nvmlValue_t value;
+} nvmlFieldValue_t;
+_Static_assert(sizeof(nvmlFieldValue_t) == 40, "nvmlFieldValue_t layout");
+
+/* Each requested field gets its own nvmlReturn (the call succeeds for a readable GPU):
+   field 230 (recovery action) answers the `recovery_action` reading, every other field
+   NOT_SUPPORTED. A lost GPU fails the whole call with 15, as any per-device query. */
+EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount,
+                                             nvmlFieldValue_t *values) {
+    log_call(__func__);
+    health_t h;
+    nvmlReturn_t r = health_fields(device, &h, values != NULL && valuesCount >= 0, NULL, 0);
+    if (r != NVML_SUCCESS)
+        return r;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (int i = 0; i < valuesCount; i++) {
+        nvmlFieldValue_t *v = &values[i];
+        v->timestamp = (long long)now.tv_sec * 1000000LL + now.tv_nsec / 1000;
+        v->latencyUsec = 0;
+        memset(&v->value, 0, sizeof v->value);
+        if (v->fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
+            v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+            continue;
+        }
+        v->nvmlReturn = h.state[F_RECOVERY_ACTION];
+        if (v->nvmlReturn == NVML_SUCCESS) {
+            v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+            v->value.uiVal = (unsigned int)h.value[F_RECOVERY_ACTION];
+        }
+    }
     return NVML_SUCCESS;
 }
 

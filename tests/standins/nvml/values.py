@@ -126,6 +126,9 @@ class FakeHealth:
     mig_pending: int | None
     supported_events: int | None
     processes: tuple[tuple[int, int], ...]
+    # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (nvmlDeviceGetFieldValues): None = the field's
+    # own nvmlReturn is NOT_SUPPORTED, as on drivers that predate it (560 included)
+    recovery_action: int | None = None
 
 
 H100_HEALTH = FakeHealth(
