@@ -107,7 +107,16 @@ class Catalogue:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Catalogue:
-        return cls(data.get("version"), tuple(_build(ModelEntry, m) for m in data["models"]))
+        return cls(data.get("version"), tuple(_model_entry(m) for m in data["models"]))
+
+
+def _model_entry(data: dict[str, Any]) -> ModelEntry:
+    """A ModelEntry from its JSON (`capabilities` back to a tuple, as the sampler made it)."""
+    entry: ModelEntry = _build(ModelEntry, data)
+    capabilities = entry.capabilities
+    if capabilities is not None and not isinstance(capabilities, tuple):
+        entry = replace(entry, capabilities=tuple(capabilities))
+    return entry
 
 
 def _build(kind: Any, data: dict[str, Any]) -> Any:
