@@ -95,6 +95,16 @@ class ModelEntry:
     capabilities: tuple[str, ...] | None = None
 
 
+def embeds_only(capabilities: tuple[str, ...] | None) -> bool:
+    """Whether a model with these capabilities embeds and cannot chat (an embedding
+    agent's model); False when they are not known."""
+    return (
+        capabilities is not None
+        and "embedding" in capabilities
+        and "completion" not in capabilities
+    )
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """Every model Ollama has on disk, with the server's version."""
