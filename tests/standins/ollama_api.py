@@ -46,6 +46,7 @@ from tests.standins.ollama_models import (
     capabilities_of,
     embed_inputs,
     embedding_length,
+    embedding_model,
     float32_vector,
     show_answer,
     token_count,
@@ -1144,8 +1145,13 @@ def main() -> None:
     parser.add_argument("--load-time", type=float, default=0.0)
     parser.add_argument("--token-interval", type=float, default=0.0)
     parser.add_argument("--reply", default=None)
+    parser.add_argument(
+        "--embedding-model", default=None, help="also an embedding model on disk, e.g. nomic"
+    )
     args = parser.parse_args()
     server = OllamaStandIn(args.host, args.port, args.mode, load_time=args.load_time)
+    if args.embedding_model:
+        server.set_models([*default_models(), embedding_model(args.embedding_model, loaded=True)])
     server.set_mode(args.mode, args.delay)
     server.configure(token_interval=args.token_interval, reply=args.reply)
     server.start()
