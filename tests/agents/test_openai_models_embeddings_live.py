@@ -4,6 +4,7 @@ NVML stand-ins, driven by the official `openai` SDK as a client."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from datetime import datetime
 from pathlib import Path
@@ -156,6 +157,11 @@ def test_the_embedding_agents_own_route_takes_the_same_body(
         embedding(NOMIC, "a", 768),
         embedding(NOMIC, "b", 768),
     ]
+    # A chunked body (no Content-Length) goes through Flask's route: the same answer.
+    chunks = iter([json.dumps(body).encode()[:5], json.dumps(body).encode()[5:]])
+    chunked = requests.post(f"{worker.url}/embedder", data=chunks, headers=headers, timeout=10)
+    assert chunked.request.headers["Transfer-Encoding"] == "chunked"
+    assert chunked.status_code == 200 and chunked.json() == own.json()
     # A chat body to the embedding agent: 400 naming the agent, Ollama never asked.
     before = len(ollama.bodies("/api/embed"))
     chat = requests.post(
