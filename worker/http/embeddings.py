@@ -76,13 +76,13 @@ class EmbeddingRoutes:
         self._accounts[agent.name] = (limiter, series)
 
         def route(environ: dict[str, Any], proxied: bool) -> Response:
-            if self.embeds_only(agent):
+            if self.is_embedding_agent(agent):
                 return self.answer(environ, agent, proxied=proxied)
             return chat(environ, proxied)
 
         return route
 
-    def embeds_only(self, agent: Agent) -> bool | None:
+    def is_embedding_agent(self, agent: Agent) -> bool | None:
         """Whether `agent`'s model embeds and cannot chat: from the latest catalogue, else
         as last read (None: never read)."""
         entry = catalogue_entry(self._readings.views()[1].data, agent.model)
@@ -109,7 +109,7 @@ class EmbeddingRoutes:
             raise RequestEntityTooLarge()
         body = parse_json_object(raw)
         if agent is None:
-            agent = pinned_agent(body, pinned) if pinned else self._named(body.get("model"))
+            agent = self._named(body.get("model")) if pinned is None else pinned_agent(body, pinned)
         limiter, series = self._accounts[agent.name]
         try:
             request = self._request(body, agent)
@@ -153,7 +153,7 @@ class EmbeddingRoutes:
             request = parse_embeddings_request(body)
         except InvalidRequest as bad:
             raise ApiError(400, bad.code, bad.message, param=bad.param) from None
-        if self.embeds_only(agent) is False:
+        if self.is_embedding_agent(agent) is False:
             entry = catalogue_entry(self._readings.views()[1].data, agent.model)
             shown = ", ".join(entry.capabilities or ()) if entry is not None else "unknown"
             raise ApiError(
