@@ -12,7 +12,10 @@ processes by default, stand-in NVML) with one agent on the stand-in's loaded mod
   two distributions' p50 and p99 (target: <= 2 ms p50, <= 10 ms p99);
 - tokens per second of paced streams, both ways (target: worker >= 0.98 of direct);
 - 200 streams at once through the worker: every one complete with `[DONE]`, no error,
-  and the gunicorn workers' RSS growth (sum over processes, after a warm-up) < 20 MB.
+  and the gunicorn workers' RSS growth (sum over processes, after a warm-up) < 20 MB;
+- embeddings of one string (768 dimensions): the worker's `POST /v1/embeddings` (base64,
+  as openai-python asks; and float) against the stand-in's own `/api/embed`, interleaved,
+  on new and kept-alive connections (target: <= 2 ms p50 overhead).
 
 Prints a table with [PASS]/[MISS] per target; exits 1 on any MISS.
 
@@ -44,6 +47,10 @@ from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
 
 MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the stand-in from the start
 AGENT = "bench-agent"
+EMBED_MODEL = "nomic-embed-text:latest"  # 768 dimensions (on disk in the fast stand-in)
+EMBED_AGENT = "bench-embedder"
+EMBED_TEXT = "Why is the sky blue? Rayleigh scattering of sunlight by the air."
+EMBED_P50_MS = 2.0
 MESSAGES = [{"role": "user", "content": "why is the sky blue?"}]
 REPLY_WORDS = 40
 TTFT_P50_MS, TTFT_P99_MS = 2.0, 10.0
@@ -149,6 +156,45 @@ def measure_ttft(
     return ttft
 
 
+def embed_ms(port: int, path: str, body: dict, keep: http.client.HTTPConnection | None) -> float:
+    """One whole embeddings answer: ms from the request sent to its last byte read."""
+    conn, sent = post(port, path, body, keep)
+    response = conn.getresponse()
+    response.read()
+    took = (time.perf_counter() - sent) * 1000
+    assert response.status == 200, response.status
+    if keep is None:
+        conn.close()
+    return took
+
+
+def measure_embeddings(
+    direct_port: int, worker_port: int, requests: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """ms (direct, through the worker) of one-string embeddings, interleaved, by how the
+    worker is asked: base64 (openai-python's default) or float, on a new connection each
+    or on kept-alive ones."""
+    direct_body = {"model": EMBED_MODEL, "input": EMBED_TEXT}
+    cases = (("base64", False), ("base64", True), ("float", True))  # (encoding, kept alive)
+    results: dict[str, tuple[list[float], list[float]]] = {}
+    keep_direct = OneWriteConnection("127.0.0.1", direct_port, timeout=60)
+    keep_worker = OneWriteConnection("127.0.0.1", worker_port, timeout=60)
+    for encoding, kept in cases:
+        body = {"model": EMBED_AGENT, "input": EMBED_TEXT, "encoding_format": encoding}
+        direct, worker = [], []
+        for index in range(requests + 20):  # the first 20: warm-up
+            direct_conn, worker_conn = (keep_direct, keep_worker) if kept else (None, None)
+            one_direct = embed_ms(direct_port, "/api/embed", direct_body, direct_conn)
+            one_worker = embed_ms(worker_port, "/v1/embeddings", body, worker_conn)
+            if index >= 20:
+                direct.append(one_direct)
+                worker.append(one_worker)
+        results[f"{encoding}, {'kept-alive' if kept else 'new conn.'}"] = (direct, worker)
+    keep_direct.close()
+    keep_worker.close()
+    return results
+
+
 def rss_sum_mb(server: Server) -> float:
     from run import rss_kib
 
@@ -201,6 +247,7 @@ def main() -> int:
         port = free_port()
         command = [python, str(ROOT / "tests/standins/ollama_api.py"), "--port", str(port)]
         command += ["--reply", reply, "--token-interval", str(interval)]
+        command += ["--embedding-model", EMBED_MODEL]
         return port, spawn_logged(command, work / f"ollama-{name}.log")
 
     ollama_port, fast = standin("fast", reply, 0.0)
@@ -212,6 +259,7 @@ def main() -> int:
     agents.write_text(
         f'[[agents]]\nname = "{AGENT}"\nmodel = "{MODEL}"\ncapacity = {args.concurrent + 50}\n'
         f"max_tokens = 4096\ntimeout_seconds = 120\n"
+        f'\n[[agents]]\nname = "{EMBED_AGENT}"\nmodel = "{EMBED_MODEL}"\ncapacity = 8\n'
     )
     base_env = {
         key: value
@@ -255,6 +303,9 @@ def main() -> int:
             "burst": measure_ttft(ollama_port, fast_worker.port, args.requests),
             "generating": measure_ttft(generating_port, servers["generating"].port, args.requests),
         }
+
+        # Embeddings of one string, through the worker and straight from the stand-in.
+        embeddings = measure_embeddings(ollama_port, fast_worker.port, args.requests)
 
         # For reference: one /gpu-check (the worker's hop without Ollama), same client.
         gpu_check = []
@@ -301,6 +352,16 @@ def main() -> int:
                         overhead <= limit,
                     )
                 )
+    for label, (direct, worker) in embeddings.items():
+        overhead = percentile(worker, 0.5) - percentile(direct, 0.5)
+        rows.append(
+            (
+                f"embeddings overhead p50, {label}",
+                f"{overhead:.2f} ms",
+                f"<= {EMBED_P50_MS:g} ms",
+                overhead <= EMBED_P50_MS,
+            )
+        )
     rows += [
         ("tokens/s, worker / direct", f"{ratio:.3f}", f">= {SPEED_RATIO}", ratio >= SPEED_RATIO),
         (
@@ -326,6 +387,12 @@ def main() -> int:
                 f" {percentile(worker, 0.5):.2f} p99 {percentile(worker, 0.99):.2f}"
                 f"  ({args.requests} each)"
             )
+    for label, (direct, worker) in embeddings.items():
+        print(
+            f"embeddings ms, one string, {label}: direct p50 {percentile(direct, 0.5):.2f}"
+            f" p99 {percentile(direct, 0.99):.2f}  |  worker p50 {percentile(worker, 0.5):.2f}"
+            f" p99 {percentile(worker, 0.99):.2f}  ({args.requests} each)"
+        )
     print(
         f"/gpu-check ms (the worker's own hop, for reference) p50"
         f" {percentile(gpu_check, 0.5):.2f} p99 {percentile(gpu_check, 0.99):.2f}"

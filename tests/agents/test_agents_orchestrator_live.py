@@ -12,7 +12,8 @@ from tests.agents.support import DEFAULT_MODEL, HELLO, agents_file
 from tests.helpers.processes import free_port, http, wait_for
 from tests.registration.support import ORCH_SECRET, StandinProcess, livepeer_header, read_lines
 from tests.standins.nvml.build import FakeNvml
-from tests.standins.ollama_api import OllamaStandIn
+from tests.standins.ollama_api import OllamaStandIn, default_models
+from tests.standins.ollama_models import embedding, embedding_model
 
 TOKEN = "worker-token-agents"
 
@@ -116,3 +117,42 @@ def test_a_streamed_job_through_the_orchestrator(
     gen = ollama.generations()[-1]
     first_piece_at = next(t for t, line in lines if b'"content":"Blue"' in line)
     assert gen.last_token_at is not None and first_piece_at < gen.last_token_at
+
+
+def test_an_embedding_job_through_the_orchestrator(
+    start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, orch: StandinProcess, tmp_path: Path
+) -> None:
+    """BYOC: the gateway's `/process/request/<embedding agent>` reaches the agent's own
+    route with OpenAI's embeddings body; the answer comes back whole (JSON, not SSE)."""
+    ollama.set_models([*default_models(), embedding_model()])
+    start(
+        start_worker,
+        fake_nvml,
+        ollama,
+        orch,
+        tmp_path,
+        {"name": "coder", "model": DEFAULT_MODEL},
+        {"name": "embedder", "model": "nomic-embed-text:latest", "price_per_unit": 3},
+    )
+    wait_for(lambda: "embedder" in orch.capabilities(), 15, what="the agent's registration")
+    headers = {
+        "Livepeer": livepeer_header("embedder", timeout_seconds=30),
+        "Content-Type": "application/json",
+    }
+    body = {"input": ["red", "blue"], "encoding_format": "float"}
+    status, _, raw = http(
+        "POST", f"{orch.url}/process/request/embedder", json.dumps(body).encode(), headers
+    )
+    assert status == 200
+    answer = json.loads(raw)
+    assert answer["model"] == "embedder" and answer["object"] == "list"
+    assert [item["embedding"] for item in answer["data"]] == [
+        embedding("nomic-embed-text:latest", text, 768) for text in ("red", "blue")
+    ]
+    assert ollama.bodies("/api/embed")[-1]["input"] == ["red", "blue"]
+    # A bad body is relayed with the worker's status (go-livepeer passes > 399 through).
+    headers["Livepeer"] = livepeer_header("embedder", timeout_seconds=30)
+    status, _, raw = http(
+        "POST", f"{orch.url}/process/request/embedder", b'{"input": [1, 2]}', headers
+    )
+    assert status == 400 and b"token_input_unsupported" in raw

@@ -418,6 +418,7 @@ def test_metrics_and_gpu_check_show_each_agent(
         "loaded": False,
         "vram_mb": None,
         "capacity": 2,
+        "capabilities": ["completion", "tools"],  # Ollama's /api/show, read by the sampler
         "jobs_running": 0,
     }
     assert coder["loaded"] is True and coder["vram_mb"] == round(20219745376 / 2**20, 1)

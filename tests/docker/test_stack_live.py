@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,6 +36,11 @@ HERE = Path(__file__).resolve().parent
 COMPOSE = str(Path(sys.executable).parent / "docker-compose")
 OVERRIDE = HERE / "compose.test.yml"
 MODEL = "codellama:34b-instruct-q4_k_m"
+# OLLAMA_MODEL and every agent's model in the agents file compose mounts, each pulled once.
+EXAMPLE_AGENTS = tomllib.loads((ROOT / "agents.example.toml").read_text())["agents"]
+PULLED = {MODEL} | {
+    a["model"] if ":" in a["model"] else f"{a['model']}:latest" for a in EXAMPLE_AGENTS
+}
 STANDIN_GPUS = {"NVIDIA H100 80GB HBM3", "NVIDIA L4"}
 WORKER_CACHE_TAG = "agentnet-test-cache/worker:latest"
 MAX_IMAGE_GROWTH_MB = 60
@@ -325,7 +331,7 @@ def test_worker_healthy_and_probe_passes_through_published_port(stack: Stack) ->
     # The catalogue, from the ollama service by name (OLLAMA_HOST=http://ollama:11434).
     assert doc["sources"]["ollama"]["status"] == "ok"
     assert MODEL in [m["name"] for m in doc["models"]]
-    assert doc["model_name"] == MODEL and doc["total_models"] == 1
+    assert doc["model_name"] == MODEL and doc["total_models"] == len(PULLED)
 
 
 def test_registers_and_a_job_through_the_orchestrator_reaches_the_worker(stack: Stack) -> None:

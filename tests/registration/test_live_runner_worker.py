@@ -11,11 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import openai
+import pytest
 import requests
 
+from tests.agents.support import agents_file
 from tests.helpers.processes import WorkerProcess, free_port, http, wait_for
 from tests.registration.support import ORCH_SECRET, leaked
 from tests.standins.nvml.build import FakeNvml
+from tests.standins.ollama_api import default_models
+from tests.standins.ollama_models import embedding, embedding_model
 from tests.standins.orchestrator import StandinOrchestrator
 
 TOKEN = "worker-token-live"
@@ -179,12 +184,19 @@ def test_sigterm_unregisters_and_nothing_secret_is_logged_or_shown(
     entry = wait_for(lambda: one_discovered(orch), 20, what="discovery")
     assert call_through(orch, entry).status_code == 200
     [held] = [r for r in orch.runners() if r["app"] == APP]
-    prefix = held["runner_url"].rsplit("/", 1)[1]
+    assert held["runner_url"].endswith("/gpu-check")  # <CAPABILITY_URL>/lr/<prefix>/gpu-check
+    prefix = held["runner_url"].split("/lr/")[1].split("/")[0]
     heartbeat_secret = orch.live._runners[held["runner_id"]]["heartbeat_secret"]
     shown = http("GET", f"{worker.url}/readyz")[2].decode()
     shown += http("GET", f"{worker.url}/metrics")[2].decode()
     # A request without the secret prefix is 404, also with the bearer token.
-    for path in ("/lr/gpu-check", f"/lr/{'a' * 32}/gpu-check", "/lr/", f"/lr/{prefix}/nope"):
+    for path in (
+        "/lr/gpu-check",
+        f"/lr/{'a' * 32}/gpu-check/gpu-check",
+        "/lr/",
+        f"/lr/{prefix}/nope",
+        f"/lr/{prefix}/gpu-check/nope",
+    ):
         status, _, body = http(
             "POST", worker.url + path, b'{"agent_id": "x"}', {"Authorization": f"Bearer {TOKEN}"}
         )
@@ -272,3 +284,66 @@ def test_each_agent_is_a_runner_ready_only_while_its_model_can_run(
     assert APP in remaining
     ollama.set_mode("ok")
     wait_for(lambda: agent_app in runners(), 20, what="the agent back in discovery")
+
+
+def test_an_agents_runner_serves_the_openai_api_for_that_agent(
+    standin: Standin, start_worker: StartWorker, fake_nvml: FakeNvml, ollama, tmp_path: Path
+) -> None:
+    """An OpenAI client whose base_url is `<orchestrator>/apps/<runner_id>/app/v1` works
+    unchanged through go-livepeer's proxy: models, chat, embeddings, for the runner's agent
+    alone; another agent's name is a 404 that says which agent the runner serves."""
+    ollama.set_models([*default_models(), embedding_model()])
+    agents = agents_file(
+        tmp_path,
+        {"name": "coder", "model": "codellama:34b-instruct-q4_k_m"},
+        {"name": "embedder", "model": "nomic-embed-text:latest"},
+    )
+    orch = live(standin)
+    start_worker(worker_env(orch, OLLAMA_HOST=ollama.url, AGENTS_FILE=str(agents)), nvml=fake_nvml)
+
+    def runners() -> dict[str, dict[str, Any]]:
+        [entry] = requests.get(f"{orch.url}/discovery", timeout=5).json()
+        return {runner["app"]: runner for runner in entry.get("runners", [])}
+
+    apps = ("agent-net/coder", "agent-net/embedder")
+    found = wait_for(lambda: all(a in (r := runners()) for a in apps) and r, 20, what="runners")
+    coder = openai.OpenAI(base_url=f"{found[apps[0]]['url']}/v1", api_key="-", max_retries=0)
+    embedder = openai.OpenAI(base_url=f"{found[apps[1]]['url']}/v1", api_key="-", max_retries=0)
+
+    assert [m.id for m in coder.models.list().data] == ["coder"]
+    assert coder.models.retrieve("coder").model_dump()["capabilities"] == ["completion"]
+    with pytest.raises(openai.NotFoundError) as elsewhere:
+        coder.models.retrieve("embedder")
+    assert elsewhere.value.body["message"] == (  # type: ignore[index]
+        "model 'embedder' is not served here: this runner serves 'coder'"
+    )
+
+    answer = coder.chat.completions.create(
+        model="coder", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert answer.choices[0].message.content and answer.model == "coder"
+    pieces = coder.chat.completions.create(
+        model="coder", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    with pytest.raises(openai.NotFoundError, match="this runner serves 'coder'"):
+        coder.chat.completions.create(
+            model="agent-net-llm", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(openai.BadRequestError, match="agent 'coder' is a chat agent"):
+        coder.embeddings.create(model="coder", input="hi")
+
+    vectors = embedder.embeddings.create(
+        model="embedder", input=["a", "b"], encoding_format="float"
+    )
+    assert [d.embedding for d in vectors.data] == [
+        embedding("nomic-embed-text:latest", text, 768) for text in ("a", "b")
+    ]
+    assert len(embedder.embeddings.create(model="embedder", input="a").data[0].embedding) == 768
+    with pytest.raises(openai.BadRequestError, match="'embedder' is an embedding agent"):
+        embedder.chat.completions.create(
+            model="embedder", messages=[{"role": "user", "content": "hi"}]
+        )
+    paths = [p["path"] for p in orch.live.view()["proxied"]]
+    assert any(p.endswith("/embedder/v1/embeddings") for p in paths)
+    assert any(p.endswith("/coder/v1/models/coder") for p in paths)

@@ -297,3 +297,20 @@ def test_usage_survives_a_worker_restart(
     assert shown["requests_last_hour"] == 4
     assert shown["last_used"] is not None
     assert worker_runtime_dir(second) != worker_runtime_dir(first)  # only the data dir stayed
+
+
+def test_a_hot_embedding_model_is_loaded_through_the_embed_route(
+    start_worker, gpu: FakeNvml, stand_in: OllamaStandIn, data_dir: Path, usage: UsageStore
+) -> None:
+    """Ollama's /api/generate refuses a model without `completion` (`"..." does not support
+    generate`), so an embedding model is loaded through /api/embed with no input."""
+    name = "nomic-embed-text:latest"
+    stand_in.set_models([model(name, size=GIB, capabilities=["embedding"])])
+    worker = start_worker(env(stand_in, data_dir, OLLAMA_MODEL=name), nvml=gpu)
+    for _ in range(3):
+        usage.record("embedder", name, 5, 0)
+    (load,) = wait_for(lambda: events(stand_in, "load", name), WAIT, what="the hot model loads")
+    assert load.keep_alive == math.inf
+    assert {"model": name, "keep_alive": -1} in stand_in.bodies("/api/embed")
+    assert [b for b in stand_in.bodies("/api/generate") if b.get("model") == name] == []
+    assert "residency_load model=nomic-embed-text:latest reason=hot result=ok" in worker.logs()

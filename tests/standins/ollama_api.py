@@ -1,10 +1,12 @@
 """A stand-in Ollama server speaking the documented HTTP API, with switchable faults.
 
 Endpoints (upstream `docs/api.md`, `server/routes.go`): `GET|HEAD /`, `GET /api/version`,
-`GET /api/tags` (models on disk), `GET /api/ps` (the loaded set), `POST /api/show`,
-`POST /api/chat` and `POST /api/generate` (NDJSON streams by default, one object with
-`"stream": false`; an empty `messages`/`prompt` loads the model, and with `keep_alive: 0`
-unloads it). Modes, switchable while running, apply to every API route:
+`GET /api/tags` (models on disk), `GET /api/ps` (the loaded set), `POST /api/show` (with
+each model's `capabilities`), `POST /api/embed` (tests/standins/ollama_models.py: what each
+model can do, and its vectors), `POST /api/chat` and `POST /api/generate` (NDJSON streams
+by default, one object with `"stream": false`; an empty `messages`/`prompt` loads the
+model, and with `keep_alive: 0` unloads it; a model without `completion` refuses them).
+Modes, switchable while running, apply to every API route:
 - `ok`: answers like a server with the catalogue in `models`;
 - `slow`: every API answer waits `delay` seconds first;
 - `hang`: API requests never get an answer (until the mode changes);
@@ -38,6 +40,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.standins.ollama_models import (
+    NO_EMBEDDINGS,
+    capabilities_of,
+    embed_inputs,
+    embedding_length,
+    embedding_model,
+    float32_vector,
+    show_answer,
+    token_count,
+    vectors_json,
+)
 
 MODES = ("ok", "slow", "hang", "error", "nonjson")
 FAIL_MODES = ("close", "error")
@@ -427,7 +441,15 @@ def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
 
 
 def _public(model: dict[str, Any]) -> dict[str, Any]:
-    private = ("loaded", "size_vram", "load_time", "context_length")
+    private = (
+        "loaded",
+        "size_vram",
+        "load_time",
+        "context_length",
+        "capabilities",
+        "embedding_length",
+        "show_error",
+    )
     return {key: value for key, value in model.items() if key not in private}
 
 
@@ -561,8 +583,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if self.path in routes:
             self.send_json(200, routes[self.path]())
-        elif self.path == "/api/show":
-            self.send_json(404, {"error": "model not found"})
+        elif self.path == "/api/show" and self.command == "POST":
+            self._show(body)
+        elif self.path == "/api/embed" and self.command == "POST":
+            self._embed(body)
         elif self.path in ("/api/chat", "/api/generate") and self.command == "POST":
             self._generation(self.path, body)
         else:
@@ -597,6 +621,96 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         rows.sort(key=lambda row: row[0], reverse=True)
         return [row for _, row in rows]
+
+    def _show(self, body: Any) -> None:
+        """Upstream ShowHandler: the model's details, model_info and capabilities."""
+        name = body.get("model") or body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            self.send_json(400, {"error": "model is required"})
+            return
+        state = self.server.state
+        with state.changed:
+            model = state.find_model(name)
+        if model is None:
+            self.send_json(404, {"error": f"model '{name}' not found"})
+            return
+        if model.get("show_error"):  # a model file Ollama cannot read
+            self.send_json(500, {"error": model["show_error"]})
+            return
+        self.send_json(200, show_answer(model, _public(model)))
+
+    def _embed(self, body: Any) -> None:
+        """Upstream EmbedHandler: load the model, then one unit vector per input."""
+        state = self.server.state
+        if not isinstance(body, dict):
+            self.send_json(400, {"error": "missing request body"})
+            return
+        try:
+            keep_alive = parse_keep_alive(body.get("keep_alive"))
+        except ValueError as exc:
+            self.send_json(400, {"error": str(exc)})
+            return
+        dimensions = body.get("dimensions") or 0
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+            kind = type(dimensions).__name__
+            message = f"json: cannot unmarshal {kind} into Go struct field .dimensions of type int"
+            self.send_json(400, {"error": message})
+            return
+        texts = embed_inputs(body.get("input"))
+        if texts is None:
+            self.send_json(400, {"error": "invalid input type"})
+            return
+        name = body.get("model")
+        with state.changed:
+            model = state.find_model(name) if isinstance(name, str) and name else None
+        if model is None:
+            self.send_json(404, {"error": f"model '{name or ''}' not found"})
+            return
+        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        started = time.monotonic()
+        with state.changed:
+            entry = state.acquire(model, keep_alive, options.get("num_ctx"))
+        self.server.publish()
+        try:
+            time.sleep(max(0.0, entry.ready_at - time.monotonic()))
+            with state.changed:
+                state.tick()
+            self.server.publish()
+            self._embeddings(model, name, texts, dimensions, body.get("truncate"), entry, started)
+        finally:
+            with state.changed:
+                state.release(entry)
+            self.server.publish()
+
+    def _embeddings(
+        self,
+        model: dict[str, Any],
+        name: str,
+        texts: list[str],
+        dimensions: int,
+        truncate: Any,
+        entry: LoadedModel,
+        started: float,
+    ) -> None:
+        if not texts:
+            self.send_json(200, {"model": name, "embeddings": []})
+            return
+        if "embedding" not in capabilities_of(model):
+            self.send_json(501, {"error": NO_EMBEDDINGS})
+            return
+        counts = [token_count(text) for text in texts]
+        if truncate is False and max(counts) > entry.context_length:
+            self.send_json(400, {"error": "the input length exceeds the context length"})
+            return
+        length = embedding_length(model)
+        vectors = [float32_vector(model["name"], text, length, dimensions) for text in texts]
+        total = _ns(time.monotonic() - started)
+        text = (
+            f'{{"model":{json.dumps(name)},"embeddings":{vectors_json(vectors)},'
+            f'"total_duration":{total},"load_duration":1,'
+            f'"prompt_eval_count":{sum(min(c, entry.context_length) for c in counts)}}}'
+        )
+        self._send(200, text.encode(), "application/json; charset=utf-8")
 
     def _apply_fault(self, state: StandInState) -> bool:
         """Return True when the request should be answered normally."""
@@ -648,6 +762,10 @@ class _Handler(BaseHTTPRequestHandler):
                 state.request_unload(model["name"])
             self.server.publish()
             self.send_json(200, reply.shape("", done=True, done_reason="unload"))
+            return
+        if "completion" not in capabilities_of(model):  # e.g. an embedding model
+            verb = "chat" if endpoint == "/api/chat" else "generate"
+            self.send_json(400, {"error": f"{json.dumps(name)} does not support {verb}"})
             return
         gen = Generation(
             endpoint, model["name"], body, reply.stream, time.monotonic(), keep_alive, options
@@ -1027,8 +1145,13 @@ def main() -> None:
     parser.add_argument("--load-time", type=float, default=0.0)
     parser.add_argument("--token-interval", type=float, default=0.0)
     parser.add_argument("--reply", default=None)
+    parser.add_argument(
+        "--embedding-model", default=None, help="also an embedding model on disk, e.g. nomic"
+    )
     args = parser.parse_args()
     server = OllamaStandIn(args.host, args.port, args.mode, load_time=args.load_time)
+    if args.embedding_model:
+        server.set_models([*default_models(), embedding_model(args.embedding_model, loaded=True)])
     server.set_mode(args.mode, args.delay)
     server.configure(token_interval=args.token_interval, reply=args.reply)
     server.start()

@@ -1283,13 +1283,16 @@ class _Handler(BaseHTTPRequestHandler):
                     {"Livepeer-Balance": "0"},
                 )
                 return
+            open_body = False
             try:
                 if "text/event-stream" in content_type:
-                    self._relay_stream(conn, response, record, job["timeout_seconds"])
+                    open_body = self._relay_stream(conn, response, record, job["timeout_seconds"])
                 else:
                     self._relay_whole(response, record, route)
             finally:
                 store.free(name)  # the deferred FreeExternalCapabilityCapacity
+            if open_body:  # net/http ends a chunked body once the handler (defers run) returns
+                self._end_chunked()
         finally:
             conn.close()
 
@@ -1324,8 +1327,9 @@ class _Handler(BaseHTTPRequestHandler):
         response: http.client.HTTPResponse,
         record: dict[str, Any],
         timeout_seconds: int,
-    ) -> None:
-        """The SSE branch of processJob (job_orchestrator.go:349-437).
+    ) -> bool:
+        """The SSE branch of processJob (job_orchestrator.go:349-437); True when the
+        chunked body is left for the caller to end, after the capacity is freed.
 
         A reader thread scans the worker's lines (bufio.Scanner: 64 KiB, CR LF -> LF) and
         queues each, the balance line before one containing [DONE]; this thread writes
@@ -1400,11 +1404,8 @@ class _Handler(BaseHTTPRequestHandler):
             end_reason = "client_gone"
         relay_over.set()
         store.update_job(record, end_reason=end_reason, ended_at=time.time())  # then the end
-        if end_reason == "timeout":
-            if started:
-                self._end_chunked()
-            else:
-                self._send(200, b"", None, dict(headers))
+        if end_reason == "timeout" and not started:
+            self._send(200, b"", None, dict(headers))
         log.info(
             "job_streamed capability=%s lines=%d done=%s end=%s",
             record["capability"],
@@ -1416,6 +1417,7 @@ class _Handler(BaseHTTPRequestHandler):
             if conn.sock is not None:
                 conn.sock.shutdown(socket.SHUT_RDWR)  # the request context is cancelled
         reader.join(timeout=5)
+        return end_reason == "timeout" and started
 
     # Live runners (server/ai_http.go:139-175, 755-865, 881) ----------------------------------
     def _live_enabled(self) -> bool:

@@ -1,6 +1,6 @@
-"""The worker's live-runner routes: only `/lr/<secret prefix>/<job route>` answers, with
-no bearer token; every other path under /lr/ is the same 404, and no answer, log line or
-metric shows the prefix. /readyz and /metrics show each live runner's state."""
+"""The worker's live-runner routes: only `/lr/<secret prefix>/<runner>/<route>` answers,
+with no bearer token; every other path under /lr/ is the same 404, and no answer, log line
+or metric shows the prefix. /readyz and /metrics show each live runner's state."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def test_the_secret_prefix_serves_the_job_without_the_bearer_token(tmp_path: Pat
     client, prefix = app_with_token(tmp_path)
     assert client.post("/gpu-check", data=BODY).status_code == 401  # BYOC route: token
     direct = client.post("/gpu-check", data=BODY, headers={"Authorization": f"Bearer {TOKEN}"})
-    for route in ("gpu-check", "agent-net"):
-        proxied = client.post(f"/lr/{prefix}/{route}", data=BODY)
+    for route in ("gpu-check", "agent-net"):  # the GPU check's runner serves the job routes
+        proxied = client.post(f"/lr/{prefix}/gpu-check/{route}", data=BODY)
         assert proxied.status_code == direct.status_code == 200
         assert proxied.json["agent_id"] == "lr-test"
         assert proxied.json.keys() == direct.json.keys()
@@ -57,8 +57,16 @@ def test_the_secret_prefix_serves_the_job_without_the_bearer_token(tmp_path: Pat
         "/lr/{prefix}/nope",
         "/lr/{prefix}//gpu-check",
         "/lr/{prefix}/gpu-check/",
+        "/lr/{prefix}/gpu-check",  # a runner, not a route
+        "/lr/{prefix}/gpu-check/gpu-check/",
+        "/lr/{prefix}/gpu-check/healthz",
+        "/lr/{prefix}/gpu-check/v1/models",  # the OpenAI API is an agent runner's
+        "/lr/{prefix}/agent-net-llm/gpu-check",
+        "/lr/{prefix}/nope/gpu-check",
         "/lr/{prefix}/healthz",
-        "/lr/{upper}/gpu-check",
+        "/lr/{upper}/gpu-check/gpu-check",
+        "/lr/{wrong}/gpu-check/gpu-check",
+        "/lr/{wrong}/agent-net-llm/v1/models",
     ],
 )
 def test_every_other_path_under_lr_is_one_404_that_shows_no_path(
@@ -82,11 +90,11 @@ def test_only_post_reaches_the_job_and_errors_do_not_echo_the_path(
 ) -> None:
     client, prefix = app_with_token(tmp_path)
     with caplog.at_level(logging.DEBUG):
-        got = client.get(f"/lr/{prefix}/gpu-check")
+        got = client.get(f"/lr/{prefix}/gpu-check/gpu-check")
         assert got.status_code == 405 and got.headers["Allow"] == "POST"
-        bad = client.post(f"/lr/{prefix}/gpu-check", data=b"{nope")
+        bad = client.post(f"/lr/{prefix}/gpu-check/gpu-check", data=b"{nope")
         assert bad.status_code == 400 and bad.json["error"] == "invalid_json"
-        big = client.post(f"/lr/{prefix}/gpu-check", data=b"x" * (70 * 1024))
+        big = client.post(f"/lr/{prefix}/gpu-check/gpu-check", data=b"x" * (70 * 1024))
         assert big.status_code == 413
     shown = caplog.text + got.get_data(as_text=True) + bad.get_data(as_text=True)
     shown += big.get_data(as_text=True)
@@ -98,13 +106,14 @@ def test_without_token_or_prefix_no_live_runner_route_answers(
 ) -> None:
     monkeypatch.delenv(PREFIX_VARIABLE, raising=False)
     client = create_app(load_settings({}), tmp_path).test_client()
-    assert client.post("/lr//gpu-check", data=BODY).status_code == 404
+    assert client.post("/lr//gpu-check/gpu-check", data=BODY).status_code == 404
     fresh = new_route_prefix()
     monkeypatch.setenv(PREFIX_VARIABLE, fresh)
     (tmp_path / "x").mkdir()
     client = create_app(load_settings({}), tmp_path / "x").test_client()
-    assert client.post(f"/lr/{fresh}/gpu-check", data=BODY).status_code == 200
-    assert client.post(f"/lr/{new_route_prefix()}/gpu-check", data=BODY).status_code == 404
+    assert client.post(f"/lr/{fresh}/gpu-check/gpu-check", data=BODY).status_code == 200
+    wrong = f"/lr/{new_route_prefix()}/gpu-check/gpu-check"
+    assert client.post(wrong, data=BODY).status_code == 404
 
 
 def test_readyz_and_metrics_show_live_runners_beside_byoc(tmp_path: Path) -> None:

@@ -21,14 +21,18 @@ from worker.http.capacity import SlotLimiter
 from worker.http.capacity_metrics import PoolsCollector, refusals
 from worker.http.chat import register_chat_routes
 from worker.http.document import ReportBuilder
+from worker.http.embeddings import EMBEDDINGS_ROUTE, EmbeddingRoutes
 from worker.http.errors import (
     LOGGED_PATH_KEY,
+    OPENAI_ERRORS_KEY,
     ApiError,
     install_error_handlers,
     read_request_body,
 )
 from worker.http.lean import LeanRoutes
 from worker.http.metrics import instrument
+from worker.http.models import MODELS_ROUTE, ModelRoutes
+from worker.http.runner_routes import RunnerRoutes
 from worker.registration.runners import ROUTE_ROOT, route_prefix
 from worker.registration.state import read_live_runner_state, read_registration_state
 from worker.sampling.published import Readings
@@ -114,6 +118,13 @@ def create_app(
                 {"WWW-Authenticate": 'Bearer realm="agent-net"'},
             )
 
+    embeddings = EmbeddingRoutes(
+        agents,
+        readings=readings,
+        ollama_url=settings.ollama_host,
+        max_body_bytes=settings.max_body_bytes,
+        authorise=authorise,
+    )
     chat_routes = register_chat_routes(
         app,
         agents,
@@ -122,7 +133,9 @@ def create_app(
         runtime_dir=runtime_dir,
         max_body_bytes=settings.max_body_bytes,
         authorise=authorise,
+        route_agent=embeddings.route_agent,  # an embedding agent's own route
     )
+    models = ModelRoutes(agents, readings, authorise)
     reports = ReportBuilder(settings, readings, agents, chat_routes.limiters)
 
     def job(environ: dict[str, Any]) -> Response:
@@ -160,22 +173,57 @@ def create_app(
         )
         lean_routes[f"/{route}"] = job
 
+    def embeddings_route(environ: dict[str, Any]) -> Response:
+        return embeddings.answer(environ, None)
+
+    app.add_url_rule(
+        EMBEDDINGS_ROUTE,
+        endpoint="embeddings",
+        view_func=lambda: embeddings_route(request.environ),
+        methods=["POST"],
+    )
+    lean_routes[EMBEDDINGS_ROUTE] = embeddings_route
+    app.add_url_rule(
+        MODELS_ROUTE,
+        endpoint="models",
+        view_func=lambda: models.listing(request.environ),
+        methods=["GET"],
+    )
+    app.add_url_rule(
+        f"{MODELS_ROUTE}/<model_id>",
+        endpoint="model",
+        view_func=lambda model_id: models.one(request.environ, model_id),
+        methods=["GET"],
+    )
+
     # Live runners: go-livepeer proxies /apps/<id>/app/<path> to <runner_url>/<path>
-    # without a bearer token; runner_url ends in /lr/<prefix>, and the secret prefix is
-    # the credential. Every path under /lr/ is answered here, so a wrong prefix or path
-    # gets the same 404 and no answer or log line ever shows a path under /lr/.
+    # without a bearer token; runner_url ends in /lr/<prefix>/<runner>, and the secret
+    # prefix is the credential. Every path under /lr/ is answered here, so a wrong prefix
+    # or path gets the same 404 and no answer or log line ever shows a path under /lr/.
     prefix = route_prefix(settings)
-    runner_views = {route: run_job for route in settings.job_routes} | chat_routes.proxied
+    runner_routes = RunnerRoutes(
+        job_routes=settings.job_routes,
+        run_job=run_job,
+        agents=agents,
+        agent_routes=chat_routes.proxied,
+        embeddings=embeddings,
+        models=models,
+        max_body_bytes=settings.max_body_bytes,
+    )
 
     def live_runner(rest: str = "") -> Response:
-        given, _, path = rest.partition("/")
+        given, _, after = rest.partition("/")
+        runner, _, path = after.partition("/")
         request.environ[LOGGED_PATH_KEY] = f"/{ROUTE_ROOT}/***"
-        view = runner_views.get(path)
         known = prefix is not None and hmac.compare_digest(given.encode(), prefix.encode())
-        if not known or view is None:
+        found = runner_routes.find(runner, path) if known else None
+        if found is None:
             raise ApiError(404, "not_found", "no such route")
-        if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+        method, view = found
+        if path.startswith("v1/"):
+            request.environ[OPENAI_ERRORS_KEY] = True
+        if request.method != method:
+            raise ApiError(405, "method_not_allowed", f"use {method}", {"Allow": method})
         return view(request.environ)
 
     for rule in (f"/{ROUTE_ROOT}", f"/{ROUTE_ROOT}/", f"/{ROUTE_ROOT}/<path:rest>"):

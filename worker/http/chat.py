@@ -516,6 +516,11 @@ _encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: i
 
 
 # --- Wiring -----------------------------------------------------------------------------------
+# An agent's own route: (environ, proxied) -> the answer; `proxied`: no bearer token.
+AgentRoute = Callable[[dict[str, Any], bool], Response]
+RouteAgent = Callable[[Agent, AgentRoute, SlotLimiter, AgentSeries], AgentRoute]
+
+
 def register_chat_routes(
     app: Flask,
     agents: tuple[Agent, ...],
@@ -525,10 +530,12 @@ def register_chat_routes(
     runtime_dir: Any,
     max_body_bytes: int,
     authorise: Callable[[dict[str, Any]], None],
+    route_agent: RouteAgent | None = None,
 ) -> ChatRoutes:
     """Add every agent's route and the OpenAI route; returns the agents' slot limiters,
     their handlers for the lean routes and for the live-runner proxy (whose secret path
-    replaces the bearer token)."""
+    replaces the bearer token). `route_agent`, given an agent, its chat route, slots and
+    series, gives the route to serve at `/<agent>` instead (an embedding agent's)."""
     by_name = {agent.name: agent for agent in agents}
     limiters = {
         agent.name: SlotLimiter(runtime_dir / f"agent-{agent.name}.slots", agent.capacity)
@@ -595,11 +602,22 @@ def register_chat_routes(
             direct_passthrough=True,
         )
 
+    own: dict[str, AgentRoute] = {}
+    for agent in agents:
+
+        def chat(environ: dict[str, Any], proxied: bool, agent: Agent = agent) -> Response:
+            return answer(agent, environ, proxied=proxied)
+
+        own[agent.name] = (
+            chat
+            if route_agent is None
+            else route_agent(agent, chat, limiters[agent.name], series[agent.name])
+        )
     lean: dict[str, Callable[[dict[str, Any]], Response]] = {
         OPENAI_ROUTE: lambda environ: answer(None, environ)
     }
-    for agent in agents:
-        lean[f"/{agent.name}"] = lambda environ, agent=agent: answer(agent, environ)
+    for name, route in own.items():
+        lean[f"/{name}"] = lambda environ, route=route: route(environ, False)
     for path, handler in lean.items():
         app.add_url_rule(
             path,
@@ -608,8 +626,7 @@ def register_chat_routes(
             methods=["POST"],
         )
     proxied = {
-        agent.name: (lambda environ, agent=agent: answer(agent, environ, proxied=True))
-        for agent in agents
+        name: (lambda environ, route=route: route(environ, True)) for name, route in own.items()
     }
     return ChatRoutes(limiters, lean, proxied)
 

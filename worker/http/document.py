@@ -6,9 +6,10 @@ Memory is MiB (bytes / 2**20, as nvidia-smi shows it) in every `*_mb` field, pow
 watts, times in Unix seconds. Each GPU carries its health readings (`health`), XID
 statistics (`xid`) and verdict (`verdict`, `verdict_reasons`), docs/gpu-health.md; the
 document is `degraded` while any GPU's verdict is not `ok`. `agents` lists the agents
-(worker/agents.py) with their model's state and the jobs each runs now. The per-GPU and per-model
-parts change only when the sampler publishes a new reading, so they are encoded once per
-reading and spliced into every response; a request encodes only its own small fields.
+(worker/agents.py) with their model's state and capabilities and the jobs each runs now.
+The per-GPU and per-model parts change only when the sampler publishes a new reading, so
+they are encoded once per reading and spliced into every response; a request encodes
+only its own small fields.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def model_fields(model: ModelEntry, residency: ModelResidency | None = None) -> 
         "vram_bytes": model.vram_bytes,
         "vram_mb": to_mib(model.vram_bytes),
         "expires_at": model.expires_at,
+        "capabilities": None if model.capabilities is None else list(model.capabilities),
         "hot": residency.hot,
         "pinned": residency.pinned,
         "requests_last_hour": residency.requests_last_hour,
@@ -110,6 +112,7 @@ def residency_fields(report: ResidencyReport | None) -> dict[str, Any] | None:
 def agent_fields(agent: Agent, catalogue: Catalogue | None) -> dict[str, Any]:
     """One agent as the document shows it, without `jobs_running` (filled per request)."""
     entry = catalogue_entry(catalogue, agent.model)
+    capabilities = None if entry is None else entry.capabilities
     return {
         "name": agent.name,
         "model": agent.model,
@@ -117,6 +120,7 @@ def agent_fields(agent: Agent, catalogue: Catalogue | None) -> dict[str, Any]:
         "loaded": entry is not None and entry.loaded,
         "vram_mb": to_mib(entry.vram_bytes) if entry is not None and entry.loaded else None,
         "capacity": agent.capacity,
+        "capabilities": None if capabilities is None else list(capabilities),
     }
 
 

@@ -143,10 +143,9 @@ def run(
     ]
     if pairs and prefix is not None:
         notices = {target.url: OnceFlag() for target in targets}
-        url = runner_url(settings, prefix)
         for index, (target, spec) in enumerate(pairs):
             readings = Readings(runtime_dir, stale_after=settings.stale_after_seconds)
-            build = BeatBuilder(settings, spec, readings, url)
+            build = BeatBuilder(settings, spec, readings, runner_url(settings, prefix, spec.name))
             keepers.append(
                 RunnerKeeper(
                     index,
@@ -157,7 +156,7 @@ def run(
                     state,
                     stopping,
                     unsupported_notice=notices[target.url],
-                    shown_runner_url=shown_runner_url(settings),
+                    shown_runner_url=shown_runner_url(settings, spec.name),
                 )
             )
     watcher = threading.Thread(target=_watch_parent, args=(stopping, parent_alive), daemon=True)

@@ -4,8 +4,10 @@ Standard library only: the HTTP workers import it to serve `/lr/<prefix>/...`.
 One runner per capability (`runner_capabilities`); each is registered with every
 orchestrator as app `agent-net/<capability>`. The orchestrator proxies
 `/apps/<runner_id>/app/<path>` to `<runner_url>/<path>`, and `runner_url` is
-`<CAPABILITY_URL>/lr/<prefix>`: the prefix is the only credential of a proxied request
-(go-livepeer sends no bearer token), so it is unguessable and never logged or shown.
+`<CAPABILITY_URL>/lr/<prefix>/<capability>`: the last segment tells the worker which runner
+a request came through (an agent's runner serves the OpenAI API for that agent alone), and
+the prefix is the only credential of a proxied request (go-livepeer sends no bearer
+token), so it is unguessable and never logged or shown.
 """
 
 from __future__ import annotations
@@ -89,14 +91,14 @@ def route_prefix(settings: Settings, environ: Mapping[str, str] = os.environ) ->
     return given if PREFIX_PATTERN.fullmatch(given) else None
 
 
-def runner_url(settings: Settings, prefix: str) -> str:
-    """The runner_url registered with orchestrators (a credential: never log it)."""
-    return f"{settings.advertised_url}/{ROUTE_ROOT}/{prefix}"
+def runner_url(settings: Settings, prefix: str, capability: str) -> str:
+    """The runner_url of `capability`'s runner (a credential: never log it)."""
+    return f"{settings.advertised_url}/{ROUTE_ROOT}/{prefix}/{capability}"
 
 
-def shown_runner_url(settings: Settings) -> str:
+def shown_runner_url(settings: Settings, capability: str) -> str:
     """runner_url as logs and /readyz may show it: the prefix masked."""
-    return f"{settings.advertised_url}/{ROUTE_ROOT}/***"
+    return f"{settings.advertised_url}/{ROUTE_ROOT}/***/{capability}"
 
 
 def _encode(raw: bytes) -> str:

@@ -27,11 +27,13 @@ from worker.residency.decide import Action, Inputs, ModelState, Plan, decide, is
 from worker.residency.report import ActionCount, ModelResidency, ResidencyReport
 from worker.residency.served import served_models
 from worker.residency.usage import ModelUsage, UsageStore, model_key
-from worker.sampling.readings import Catalogue, GpuReport
+from worker.sampling.readings import Catalogue, GpuReport, embeds_only
 from worker.sampling.source import SourceState
 
 log = logging.getLogger("agent_net.residency")
 PRUNE_EVERY_SECONDS = 3600.0
+GENERATE_PATH = "/api/generate"  # loads and unloads a model
+EMBED_PATH = "/api/embed"  # loads an embedding model (/api/generate refuses to)
 States = tuple[SourceState[GpuReport], SourceState[Catalogue]]
 
 
@@ -145,8 +147,9 @@ class ResidencyLoop:
             )
         )
         if self.settings.residency_enabled:
+            embedders = {m.name for m in catalogue.models if embeds_only(m.capabilities)}
             for action in plan.actions:
-                self._act(action, states[action.model])
+                self._act(action, states[action.model], action.model in embedders)
         models = self._report_models(states, usage, plan)
         self._publish(
             error=usage_error,
@@ -251,7 +254,9 @@ class ResidencyLoop:
         return tuple(rows)
 
     # --- actions -----------------------------------------------------------------------
-    def _act(self, action: Action, state: ModelState) -> None:
+    def _act(self, action: Action, state: ModelState, embedder: bool = False) -> None:
+        """Unload now, or load in a thread: an embedding model through /api/embed (Ollama's
+        /api/generate refuses to load a model without `completion`)."""
         if action.kind == "unload":
             self._unload(action)
             return
@@ -260,15 +265,20 @@ class ResidencyLoop:
                 return
             self._loading[action.model] = float(state.size_bytes or 0)
         threading.Thread(
-            target=self._load, args=(action,), name=f"residency-load-{action.model}", daemon=True
+            target=self._load,
+            args=(action, EMBED_PATH if embedder else GENERATE_PATH),
+            name=f"residency-load-{action.model}",
+            daemon=True,
         ).start()
 
-    def _post(self, body: dict[str, Any], timeout: float | None = None) -> str | None:
-        """POST /api/generate; None on success, else a short reason."""
+    def _post(
+        self, body: dict[str, Any], timeout: float | None = None, path: str = GENERATE_PATH
+    ) -> str | None:
+        """POST to Ollama (/api/generate by default); None on success, else a reason."""
         try:
             response = self._http.post(
-                "/api/generate",
-                json={**body, "stream": False},
+                path,
+                json={**body, "stream": False} if path == GENERATE_PATH else body,
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as error:
@@ -279,11 +289,12 @@ class ResidencyLoop:
             return f"HTTP {response.status_code}"
         return None
 
-    def _load(self, action: Action) -> None:
+    def _load(self, action: Action, path: str = GENERATE_PATH) -> None:
         started = self._clock()
         error = self._post(
             {"model": action.model, "keep_alive": self._keep_alive},
             timeout=self.settings.residency_load_timeout_seconds,
+            path=path,
         )
         seconds = self._clock() - started
         self._finished(action, error, f"seconds={seconds:.2f}")

@@ -1,9 +1,11 @@
 """The Ollama model catalogue, read with the official `ollama` client.
 
 `/api/tags` gives the models on disk, `/api/ps` the ones loaded now (with the bytes they
-hold in GPU memory), `/api/version` the server version. Every failure becomes
-SourceUnavailable with a short reason; nothing from Ollama's error bodies is trusted as
-more than a short, truncated string. Only the sampler process imports this module.
+hold in GPU memory), `/api/version` the server version, and `/api/show` each model's
+capabilities (read once per model version: worker/sampling/model_capabilities.py). Every
+failure of the first three becomes SourceUnavailable with a short reason; nothing from
+Ollama's error bodies is trusted as more than a short, truncated string. Only the sampler
+process imports this module.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ from typing import Any
 import httpx
 import ollama
 
+from worker.sampling.model_capabilities import CapabilityCache, HttpShow
+from worker.sampling.model_capabilities import short_text as _short
 from worker.sampling.readings import Catalogue, ModelEntry, SourceUnavailable
 
-_MAX_ERROR_CHARS = 160
-
-
-def _short(text: object) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= _MAX_ERROR_CHARS else flat[: _MAX_ERROR_CHARS - 1] + "…"
+# The share of a read's timeout that /api/show calls may take (new models wait a cycle).
+SHOW_BUDGET_SHARE = 0.5
 
 
 def _iso(value: object) -> str | None:
@@ -38,6 +38,7 @@ class OllamaReader:
         self.timeout = timeout
         self._client = ollama.Client(host=host, timeout=timeout)
         self._http = httpx.Client(base_url=host, timeout=timeout)
+        self.capabilities = CapabilityCache(HttpShow(self._http))
 
     def read(self) -> Catalogue:
         """Return the catalogue, or raise SourceUnavailable with the reason."""
@@ -63,8 +64,9 @@ class OllamaReader:
             raise SourceUnavailable(
                 f"Ollama at {self.host} answered with something that is not its API"
             ) from None
-        models = tuple(self._entry(model, loaded.get(model.model or "")) for model in on_disk)
-        return Catalogue(version=version, models=models)
+        models = (self._entry(model, loaded.get(model.model or "")) for model in on_disk)
+        budget = self.timeout * SHOW_BUDGET_SHARE
+        return Catalogue(version=version, models=self.capabilities.fill(models, budget))
 
     def close(self) -> None:
         self._http.close()

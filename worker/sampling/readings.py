@@ -99,6 +99,16 @@ class ModelEntry:
     capabilities: tuple[str, ...] | None = None
 
 
+def embeds_only(capabilities: tuple[str, ...] | None) -> bool:
+    """Whether a model with these capabilities embeds and cannot chat (an embedding
+    agent's model); False when they are not known."""
+    return (
+        capabilities is not None
+        and "embedding" in capabilities
+        and "completion" not in capabilities
+    )
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """Every model Ollama has on disk, with the server's version."""
@@ -111,7 +121,16 @@ class Catalogue:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Catalogue:
-        return cls(data.get("version"), tuple(_build(ModelEntry, m) for m in data["models"]))
+        return cls(data.get("version"), tuple(_model_entry(m) for m in data["models"]))
+
+
+def _model_entry(data: dict[str, Any]) -> ModelEntry:
+    """A ModelEntry from its JSON (`capabilities` back to a tuple, as the sampler made it)."""
+    entry: ModelEntry = _build(ModelEntry, data)
+    capabilities = entry.capabilities
+    if capabilities is not None and not isinstance(capabilities, tuple):
+        entry = replace(entry, capabilities=tuple(capabilities))
+    return entry
 
 
 def _build(kind: Any, data: dict[str, Any]) -> Any:

@@ -1,0 +1,1 @@
+"""The OpenAI API <-> Ollama translation, as pure functions (no HTTP)."""
