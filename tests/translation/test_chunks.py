@@ -258,3 +258,14 @@ def test_a_forced_tool_answer_is_that_functions_call() -> None:
     [call] = choice["message"]["tool_calls"]
     assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
     assert choice["message"]["content"] is None and choice["finish_reason"] == "tool_calls"
+
+
+def test_the_written_out_frames_are_the_generic_chunks() -> None:
+    chunks = encoder()
+
+    def generic(delta: dict) -> bytes:
+        return chunks.chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+
+    assert chunks.role() == generic({"role": "assistant", "content": ""})
+    assert chunks.content('a "b"') == generic({"content": 'a "b"'})
+    assert chunks.message({"role": "assistant", "content": "é"}) == generic({"content": "é"})

@@ -108,9 +108,11 @@ class ChunkEncoder:
         self._limit = line_limit
         self.tool_calls = 0  # tool calls sent so far (their indexes are 0, 1, ...)
         self._forced_index: int | None = None
-        self._content_prefix, self._suffix = self._frame({"content": _SLOT})
-        self._reasoning_prefix, _ = self._frame({"reasoning": _SLOT})
-        self._arguments_frames: dict[int, tuple[bytes, bytes]] = {}
+        # Written out (not through _frame): this runs on every request's path.
+        self._data_head = b"data: " + head.encode()
+        self._content_prefix = self._data_head + b',"choices":[{"index":0,"delta":{"content":'
+        self._suffix = b'},"finish_reason":null}]}\n\n'
+        self._frames: dict[object, tuple[bytes, bytes]] = {}  # made when first needed
         # The longest content piece sent without measuring it.
         self._plain_chars = self._budget(self._content_prefix) // _WORST_BYTES_PER_CHAR
 
@@ -121,6 +123,13 @@ class ChunkEncoder:
         event = self.chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         before, _, after = event.partition(_SLOT_JSON)
         return before, after
+
+    def _framed(self, key: object, delta: dict[str, Any]) -> tuple[bytes, bytes]:
+        """`_frame(delta)`, made once per stream and `key`."""
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = self._frame(delta)
+        return frame
 
     def _budget(self, prefix: bytes, suffix: bytes | None = None) -> int:
         return self._limit - len(prefix) - len(self._suffix if suffix is None else suffix)
@@ -139,16 +148,10 @@ class ChunkEncoder:
     # -- events -------------------------------------------------------------------------------
     def role(self) -> bytes:
         """The first chunk: the assistant's role (and empty content, as before)."""
-        return self.chunk(
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ]
-            }
+        return (
+            self._data_head
+            + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            + b'"finish_reason":null}]}\n\n'
         )
 
     def content(self, text: str) -> bytes:
@@ -169,7 +172,8 @@ class ChunkEncoder:
         events: list[bytes] = []
         thinking = message.get("thinking")
         if isinstance(thinking, str) and thinking:
-            events += self._strings(self._reasoning_prefix, self._suffix, thinking)
+            prefix, suffix = self._framed("reasoning", {"reasoning": _SLOT})
+            events += self._strings(prefix, suffix, thinking)
         text = message.get("content")
         if isinstance(text, str) and text:
             events.append(self.content(text))
@@ -202,12 +206,10 @@ class ChunkEncoder:
     def _arguments(self, index: int, text: str) -> list[bytes]:
         if not text:
             return []
-        frame = self._arguments_frames.get(index)
-        if frame is None:
-            frame = self._arguments_frames[index] = self._frame(
-                {"tool_calls": [{"index": index, "function": {"arguments": _SLOT}}]}
-            )
-        return self._strings(frame[0], frame[1], text)
+        prefix, suffix = self._framed(
+            index, {"tool_calls": [{"index": index, "function": {"arguments": _SLOT}}]}
+        )
+        return self._strings(prefix, suffix, text)
 
     def _forced_arguments(self, text: str) -> bytes:
         """A content piece of a forced tool call: a piece of that call's arguments."""
