@@ -147,8 +147,9 @@ class Behaviour:
     fail_mode: str = "close"  # "close": reset the connection; "error": an {"error"} line
     error_message: str = RUNNER_STOPPED
     hang_before_first_token: bool = False  # never send a token (until the client leaves)
-    # /api/chat with `tools`: the calls the model makes after its reply text (often ""),
-    # in Ollama's form {"function": {"name": ..., "arguments": {...}}} (an id is added).
+    # /api/chat with `tools`: the calls the model makes instead of its reply, in Ollama's
+    # form {"function": {"name": ..., "arguments": {...}}} (an id is added); a request
+    # whose last message is a tool's result gets the reply (a model reads the result).
     tool_calls: tuple[dict[str, Any], ...] = ()
     thinking: str | None = None  # a thinking model's thinking, streamed before the reply
 
@@ -479,8 +480,8 @@ def _chat_pieces(
     gen: Generation, behaviour: Behaviour, content: list[str], model: dict[str, Any]
 ) -> list[tuple[str, dict[str, Any]]]:
     """(content, other message fields) of each streamed piece of a generation: a thinking
-    model's thinking first (unless `think` is false), then the content, then (chat with
-    tools) one piece holding every tool call, each with an id."""
+    model's thinking first (unless `think` is false), then the content, or (chat with
+    tools, not answering a tool's result) one piece holding every tool call, with ids."""
     body = gen.body
     pieces: list[tuple[str, dict[str, Any]]] = []
     if gen.endpoint != "/api/chat":
@@ -489,14 +490,15 @@ def _chat_pieces(
     if behaviour.thinking and thinks and body.get("think") not in (False, ""):
         words = re.findall(r"\s*\S+|\s+", behaviour.thinking)
         pieces += [("", {"thinking": word}) for word in words]
-    pieces += [(text, {}) for text in content]
-    if behaviour.tool_calls and body.get("tools"):
-        calls = []
-        for index, call in enumerate(behaviour.tool_calls):
-            function = {"index": index, **call["function"]}
-            calls.append({"id": call.get("id") or _tool_call_id(), "function": function})
-        pieces.append(("", {"tool_calls": calls}))
-    return pieces
+    messages = body.get("messages") or [{}]
+    answering_tool = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+    if not (behaviour.tool_calls and body.get("tools")) or answering_tool:
+        return pieces + [(text, {}) for text in content]
+    calls = []
+    for index, call in enumerate(behaviour.tool_calls):
+        function = {"index": index, **call["function"]}
+        calls.append({"id": call.get("id") or _tool_call_id(), "function": function})
+    return [*pieces, ("", {"tool_calls": calls})]
 
 
 def _tool_call_id() -> str:
@@ -1137,10 +1139,15 @@ def main() -> None:
     parser.add_argument("--load-time", type=float, default=0.0)
     parser.add_argument("--token-interval", type=float, default=0.0)
     parser.add_argument("--reply", default=None)
+    parser.add_argument(
+        "--tool-calls", type=json.loads, default=[], help="JSON: the calls a chat with tools gets"
+    )
     args = parser.parse_args()
     server = OllamaStandIn(args.host, args.port, args.mode, load_time=args.load_time)
     server.set_mode(args.mode, args.delay)
-    server.configure(token_interval=args.token_interval, reply=args.reply)
+    server.configure(
+        token_interval=args.token_interval, reply=args.reply, tool_calls=tuple(args.tool_calls)
+    )
     server.start()
     print(f"ollama stand-in listening on http://{args.host}:{server.port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
