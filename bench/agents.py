@@ -10,6 +10,9 @@ processes by default, stand-in NVML) with one agent on the stand-in's loaded mod
   at a time, interleaved, each way on a new connection per request and on one kept-alive
   connection (as go-livepeer's client keeps them); the overhead is the difference of the
   two distributions' p50 and p99 (target: <= 2 ms p50, <= 10 ms p99);
+- the same for a streamed tool call (the request carries `tools`; the first "token" is
+  the chunk holding the call: Ollama's `message.tool_calls`, the worker's first
+  `delta.tool_calls`), on an agent whose model takes tools;
 - tokens per second of paced streams, both ways (target: worker >= 0.98 of direct);
 - 200 streams at once through the worker: every one complete with `[DONE]`, no error,
   and the gunicorn workers' RSS growth (sum over processes, after a warm-up) < 20 MB;
@@ -52,6 +55,23 @@ EMBED_AGENT = "bench-embedder"
 EMBED_TEXT = "Why is the sky blue? Rayleigh scattering of sunlight by the air."
 EMBED_P50_MS = 2.0
 MESSAGES = [{"role": "user", "content": "why is the sky blue?"}]
+TOOLS_MODEL = "llama3.2:3b"  # takes tools (the stand-in's capability table)
+TOOLS_AGENT = "bench-tools"
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+TOOL_CALLS = [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
 REPLY_WORDS = 40
 TTFT_P50_MS, TTFT_P99_MS = 2.0, 10.0
 SPEED_RATIO = 0.98
@@ -87,16 +107,20 @@ def post(
 
 
 def direct_stream(
-    port: int, keep: http.client.HTTPConnection | None = None
+    port: int, keep: http.client.HTTPConnection | None = None, tools: bool = False
 ) -> tuple[float, list[float]]:
-    """(sent at, arrival time of each piece) from the stand-in's /api/chat."""
-    body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    """(sent at, arrival time of each piece: text or tool calls) from the stand-in's
+    /api/chat; with `tools`, a request with tools to the tools model."""
+    body: dict = {"model": MODEL, "messages": MESSAGES, "stream": True}
+    if tools:
+        body |= {"model": TOOLS_MODEL, "tools": TOOLS}
     conn, sent = post(port, "/api/chat", body, keep)
     response = conn.getresponse()
     arrivals = []
     while line := response.readline():
         message = json.loads(line)
-        if message.get("message", {}).get("content"):
+        piece = message.get("message", {})
+        if piece.get("content") or piece.get("tool_calls"):
             arrivals.append(time.perf_counter())
         if message.get("done"):
             break
@@ -107,10 +131,15 @@ def direct_stream(
 
 
 def worker_stream(
-    port: int, keep: http.client.HTTPConnection | None = None
+    port: int, keep: http.client.HTTPConnection | None = None, tools: bool = False
 ) -> tuple[float, list[float], bool]:
-    """(sent at, arrival of each piece, ended with [DONE]) from the worker's agent route."""
-    conn, sent = post(port, f"/{AGENT}", {"messages": MESSAGES, "stream": True}, keep)
+    """(sent at, arrival of each piece, ended with [DONE]) from the worker's agent route;
+    with `tools`, a request with tools to the tools agent (a piece: a tool call's first
+    delta)."""
+    path, body = f"/{AGENT}", {"messages": MESSAGES, "stream": True}
+    if tools:
+        path, body = f"/{TOOLS_AGENT}", body | {"tools": TOOLS}
+    conn, sent = post(port, path, body, keep)
     response = conn.getresponse()
     arrivals, done = [], False
     while line := response.readline():
@@ -120,7 +149,7 @@ def worker_stream(
         if data == b"[DONE]":
             done = True
             break
-        if b'"content":"' in data and b'"content":""' not in data:
+        if (b'"content":"' in data and b'"content":""' not in data) or b'"id":"call_' in data:
             arrivals.append(time.perf_counter())
     response.read()
     if keep is None:
@@ -129,7 +158,7 @@ def worker_stream(
 
 
 def measure_ttft(
-    direct_port: int, worker_port: int, requests: int
+    direct_port: int, worker_port: int, requests: int, tools: bool = False
 ) -> dict[str, tuple[list[float], list[float]]]:
     """TTFT ms (direct, through the worker), one request at a time, interleaved: on a new
     connection each, and on one kept-alive connection per path (as go-livepeer keeps
@@ -138,18 +167,18 @@ def measure_ttft(
     keep_direct = OneWriteConnection("127.0.0.1", direct_port, timeout=60)
     keep_worker = OneWriteConnection("127.0.0.1", worker_port, timeout=60)
     for _ in range(20):  # warm-up
-        direct_stream(direct_port)
-        worker_stream(worker_port)
-        direct_stream(direct_port, keep_direct)
-        worker_stream(worker_port, keep_worker)
+        direct_stream(direct_port, tools=tools)
+        worker_stream(worker_port, tools=tools)
+        direct_stream(direct_port, keep_direct, tools)
+        worker_stream(worker_port, keep_worker, tools)
     for _ in range(requests):
         for mode, direct_conn, worker_conn in (
             ("new", None, None),
             ("keep", keep_direct, keep_worker),
         ):
-            sent, arrivals = direct_stream(direct_port, direct_conn)
+            sent, arrivals = direct_stream(direct_port, direct_conn, tools)
             ttft[mode][0].append((arrivals[0] - sent) * 1000)
-            sent, arrivals, _ = worker_stream(worker_port, worker_conn)
+            sent, arrivals, _ = worker_stream(worker_port, worker_conn, tools)
             ttft[mode][1].append((arrivals[0] - sent) * 1000)
     keep_direct.close()
     keep_worker.close()
@@ -242,12 +271,16 @@ def main() -> int:
     reply = " ".join(f"word{i}" for i in range(REPLY_WORDS))
     python = sys.executable
 
-    def standin(name: str, reply: str, interval: float) -> tuple[int, subprocess.Popen[bytes]]:
-        """An Ollama stand-in process streaming `reply`, a piece every `interval` s."""
+    def standin(
+        name: str, reply: str, interval: float, tool_calls: list | None = None
+    ) -> tuple[int, subprocess.Popen[bytes]]:
+        """An Ollama stand-in process streaming `reply`, a piece every `interval` s (and
+        `tool_calls` to a request with tools)."""
         port = free_port()
         command = [python, str(ROOT / "tests/standins/ollama_api.py"), "--port", str(port)]
         command += ["--reply", reply, "--token-interval", str(interval)]
         command += ["--embedding-model", EMBED_MODEL]
+        command += ["--tool-calls", json.dumps(tool_calls or [])]
         return port, spawn_logged(command, work / f"ollama-{name}.log")
 
     ollama_port, fast = standin("fast", reply, 0.0)
@@ -255,11 +288,14 @@ def main() -> int:
     # As a model generates: the first piece at once, the next ones a token interval apart
     # (so the worker relays the first piece alone, as with a real model).
     generating_port, generating = standin("generating", "one two three", args.token_interval)
+    # A model that answers a request with tools by calling one, at once.
+    tools_port, tooling = standin("tools", "", args.token_interval, TOOL_CALLS)
     agents = work / "agents.toml"
     agents.write_text(
         f'[[agents]]\nname = "{AGENT}"\nmodel = "{MODEL}"\ncapacity = {args.concurrent + 50}\n'
         f"max_tokens = 4096\ntimeout_seconds = 120\n"
         f'\n[[agents]]\nname = "{EMBED_AGENT}"\nmodel = "{EMBED_MODEL}"\ncapacity = 8\n'
+        f'\n[[agents]]\nname = "{TOOLS_AGENT}"\nmodel = "{TOOLS_MODEL}"\ntimeout_seconds = 120\n'
     )
     base_env = {
         key: value
@@ -276,7 +312,12 @@ def main() -> int:
         **nvml.env({}),
     }
     servers = {}
-    ports = {"fast": ollama_port, "paced": paced_port, "generating": generating_port}
+    ports = {
+        "fast": ollama_port,
+        "paced": paced_port,
+        "generating": generating_port,
+        "tools": tools_port,
+    }
     for name, port in ports.items():
         worker_port = free_port()
         servers[name] = Server(
@@ -302,6 +343,7 @@ def main() -> int:
         ttft = {
             "burst": measure_ttft(ollama_port, fast_worker.port, args.requests),
             "generating": measure_ttft(generating_port, servers["generating"].port, args.requests),
+            "tool call": measure_ttft(tools_port, servers["tools"].port, args.requests, True),
         }
 
         # Embeddings of one string, through the worker and straight from the stand-in.
@@ -332,7 +374,7 @@ def main() -> int:
     finally:
         for server in servers.values():
             server.stop()
-        for process in (fast, paced, generating):
+        for process in (fast, paced, generating, tooling):
             process.terminate()
             process.wait(10)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import time
@@ -12,6 +13,28 @@ from typing import Any
 
 DEFAULT_MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the Ollama stand-in at start
 HELLO = [{"role": "user", "content": "why is the sky blue?"}]
+
+
+def model_entry(name: str, loaded: bool = True, size: int = 5_000_000_000) -> dict[str, Any]:
+    """A catalogue entry for the Ollama stand-in (`set_models`); what it can do comes
+    from the stand-in's capability table by name."""
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "2026-11-21T10:00:00Z",
+        "size": size,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": name.split(":")[0],
+            "families": [name.split(":")[0]],
+            "parameter_size": "8B",
+            "quantization_level": "Q4_K_M",
+        },
+        "loaded": loaded,
+        "size_vram": 0,
+    }
 
 
 def agents_file(directory: Path, *agents: Mapping[str, Any]) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.agents.support import HELLO, agents_file, open_stream, read_events, stream
+from tests.helpers.openai_errors import openai_error
 from tests.helpers.processes import http, post_json, wait_for, worker_runtime_dir
 from tests.metrics.scrape import scrape, value
 from tests.standins.nvml.build import FakeNvml
@@ -175,7 +176,9 @@ def test_the_time_limit_ends_generation_upstream_and_the_stream_with_done(
     assert result.payloads[-1] == "[DONE]"
     wait_for(lambda: ollama.active_generations == 0, 10, what="the hung generation to stop")
     status, answer = post_json(f"{worker.url}/brief", {"messages": HELLO}, timeout=20)
-    assert (status, answer["error"]) == (504, "time_limit")
+    error = openai_error(answer)
+    assert (status, error["code"], error["type"]) == (504, "time_limit", "server_error")
+    assert "time limit (1 s)" in error["message"]
 
 
 def _disconnect_case(worker, ollama: OllamaStandIn, path: str, wait_pieces: int) -> float:
@@ -221,47 +224,56 @@ def test_bad_requests_are_stable_json_errors(
 ) -> None:
     worker = run_worker(MAX_BODY_BYTES="2048")
     openai = f"{worker.url}/v1/chat/completions"
-    cases = [
-        (openai, {"model": "nobody", "messages": HELLO}, 404, "unknown_agent"),
-        (openai, {"messages": HELLO}, 400, "missing_model"),
-        (f"{worker.url}/{AGENT}", {"messages": []}, 400, "invalid_messages"),
-        (f"{worker.url}/{AGENT}", {"messages": "hi"}, 400, "invalid_messages"),
+    agent = f"{worker.url}/{AGENT}"
+    cases = [  # url, body, status, code, a part of the message that names the problem
+        (openai, {"model": "nobody", "messages": HELLO}, 404, "unknown_agent", "'nobody'"),
+        (openai, {"messages": HELLO}, 400, "missing_model", "model is required"),
+        (agent, {"messages": []}, 400, "invalid_messages", "non-empty array"),
+        (agent, {"messages": "hi"}, 400, "invalid_messages", "non-empty array"),
         (
-            f"{worker.url}/{AGENT}",
-            {"messages": [{"role": "tool", "content": "x"}]},
+            agent,
+            {"messages": [{"role": "robot", "content": "x"}]},
             400,
             "invalid_messages",
+            "messages[0].role",
         ),
         (
-            f"{worker.url}/{AGENT}",
+            agent,
             {"messages": [{"role": "user", "content": 3}]},
             400,
             "invalid_messages",
+            "messages[0].content",
         ),
-        (f"{worker.url}/{AGENT}", {"messages": HELLO, "max_tokens": 0}, 400, "invalid_max_tokens"),
+        (agent, {"messages": HELLO, "max_tokens": 0}, 400, "invalid_max_tokens", "max_tokens"),
         (
-            f"{worker.url}/{AGENT}",
+            agent,
             {"messages": HELLO, "temperature": "hot"},
             400,
             "invalid_temperature",
+            "temperature",
         ),
-        (f"{worker.url}/{AGENT}", {"messages": HELLO, "stream": "yes"}, 400, "invalid_stream"),
-        (f"{worker.url}/{AGENT}", {"messages": HELLO, "stop": [1]}, 400, "invalid_stop"),
+        (agent, {"messages": HELLO, "stream": "yes"}, 400, "invalid_stream", "stream"),
+        (agent, {"messages": HELLO, "stop": [1]}, 400, "invalid_stop", "stop"),
         (
-            f"{worker.url}/{AGENT}",
+            agent,
             {"messages": [{"role": "user", "content": "x" * 4000}]},
             413,
             "body_too_large",
+            "2048 bytes",
         ),
     ]
-    for url, body, status, code in cases:
+    for url, body, status, code, named in cases:
         got, headers, raw = http(
             "POST", url, json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        assert (got, json.loads(raw)["error"]) == (status, code), (body, raw)
+        error = openai_error(raw)
+        assert (got, error["code"]) == (status, code), (body, raw)
+        assert named in error["message"], (body, raw)
         assert headers["Content-Type"] == "application/json"
-    got, _, raw = http("POST", f"{worker.url}/{AGENT}", b"{not json", {})
-    assert (got, json.loads(raw)["error"]) == (400, "invalid_json")
+    got, _, raw = http("POST", agent, b"{not json", {})
+    error = openai_error(raw)
+    assert (got, error["code"], error["type"]) == (400, "invalid_json", "invalid_request_error")
+    assert "JSON object" in error["message"]
     assert ollama.generations() == []  # nothing bad reached the model
 
 
@@ -272,7 +284,13 @@ def test_the_worker_token_guards_the_agent_routes(
     for path in (f"/{AGENT}", "/v1/chat/completions"):
         body = {"model": AGENT, "messages": HELLO}
         status, answer = post_json(worker.url + path, body)
-        assert (status, answer["error"]) == (401, "unauthorized")
+        error = openai_error(answer)
+        assert (status, error["code"], error["type"]) == (
+            401,
+            "unauthorized",
+            "authentication_error",
+        )
+        assert "Bearer" in error["message"]
         status, answer = post_json(
             worker.url + path, body, {"Authorization": "Bearer tok-123"}, timeout=20
         )
@@ -302,14 +320,16 @@ def test_admission_refuses_with_503_and_retry_after_before_any_stream(
         )
 
     status, headers, body = refused("/absent")
-    assert (status, body["error"], headers["Retry-After"]) == (503, "model_not_on_disk", "30")
-    assert "mistral:7b" in body["detail"]
+    error = openai_error(body)
+    assert (status, error["code"], headers["Retry-After"]) == (503, "model_not_on_disk", "30")
+    assert "mistral:7b" in error["message"] and error["type"] == "server_error"
 
     fake_nvml.set_scenario("gpu_lost")
     status, headers, body = wait_for(
         lambda: (lambda r: r if r[0] == 503 else None)(refused()), 10, what="GPU lost refusal"
     )
-    assert body["error"] == "gpu_unfit" and "GPU 1" in body["detail"]
+    error = openai_error(body)
+    assert error["code"] == "gpu_unfit" and "GPU 1" in error["message"]
     assert int(headers["Retry-After"]) > 0
     fake_nvml.set_scenario("two_gpus")
     wait_for(lambda: refused()[0] == 200, 10, what="admitted again")
@@ -318,7 +338,9 @@ def test_admission_refuses_with_503_and_retry_after_before_any_stream(
     status, headers, body = wait_for(
         lambda: (lambda r: r if r[0] == 503 else None)(refused()), 10, what="Ollama down refusal"
     )
-    assert body["error"] == "ollama_unavailable" and int(headers["Retry-After"]) > 0
+    error = openai_error(body)
+    assert error["code"] == "ollama_unavailable" and int(headers["Retry-After"]) > 0
+    assert "Ollama" in error["message"]
     ollama.set_mode("ok")
     wait_for(lambda: refused()[0] == 200, 10, what="admitted again")
 
@@ -337,7 +359,9 @@ def test_admission_refuses_with_503_and_retry_after_before_any_stream(
         for slot in range(2):
             wait_for(lambda slot=slot: lock(slot), 10, what=f"slot {slot} free")
         status, headers, body = refused()
-        assert (status, body["error"], headers["Retry-After"]) == (503, "at_capacity", "1")
+        error = openai_error(body)
+        assert (status, error["code"], headers["Retry-After"]) == (503, "at_capacity", "1")
+        assert f"agent {AGENT} is running 2 jobs" in error["message"]
     finally:
         os.close(fd)
     before = len(ollama.generations())
@@ -353,8 +377,9 @@ def test_without_nvml_agents_are_refused(start_worker, ollama: OllamaStandIn) ->
         json.dumps({"messages": HELLO}).encode(),
         {"Content-Type": "application/json"},
     )
-    body = json.loads(raw)
-    assert (status, body["error"]) == (503, "gpu_unfit") and "Retry-After" in headers
+    error = openai_error(raw)
+    assert (status, error["code"]) == (503, "gpu_unfit") and "Retry-After" in headers
+    assert "NVML" in error["message"] or "GPU" in error["message"], error
     assert ollama.generations() == []
 
 

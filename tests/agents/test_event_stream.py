@@ -14,7 +14,8 @@ import pytest
 from worker.agents import Agent
 from worker.http import usage_hook
 from worker.http.agent_metrics import AgentSeries
-from worker.http.chat import ChatJob, ChatRequest, EventStream
+from worker.http.chat import ChatJob, EventStream
+from worker.openai.request import ChatPlan
 
 AGENT = Agent(name="batcher", model="m:1")
 HEAD = (
@@ -54,7 +55,7 @@ def one_write_ollama() -> Iterator[tuple[str, list[bytes]]]:
 
 def stream(url: str, tmp_path: Path) -> list[bytes]:
     usage_hook.configure(tmp_path / "usage.sqlite3")
-    chat = ChatRequest(({"role": "user", "content": "hi"},), True, {})
+    chat = ChatPlan(({"role": "user", "content": "hi"},), {}, stream=True)
     job = ChatJob(AGENT, chat, url, AgentSeries(AGENT.name), lambda: None, None)
     events = EventStream(job)
     try:
@@ -144,7 +145,7 @@ def test_a_fast_stream_that_never_waits_is_marked_running_while_it_streams(
     ollama.configure(reply=" ".join(f"t{i}" for i in range(80)), token_interval=0.002)
     usage_hook.configure(tmp_path / "usage.sqlite3")
     agent = Agent(name="fast", model=model)
-    chat = ChatRequest(({"role": "user", "content": "hi"},), True, {})
+    chat = ChatPlan(({"role": "user", "content": "hi"},), {}, stream=True)
     job = ChatJob(agent, chat, ollama.url, AgentSeries(agent.name), lambda: None, None)
     events = EventStream(job)
     seen_running = []

@@ -15,7 +15,13 @@ Modes, switchable while running, apply to every API route:
 
 Generation is scripted per test with `configure(...)` (see `Behaviour`): reply text or
 token count, pace, time to first token, load time, failure after N tokens, a hang before
-the first token. Every request body, generation and load/unload is recorded (monotonic
+the first token, a thinking model's thinking text, the tool calls a model makes.
+`/api/chat` checks a request against the model's capabilities (`ollama_models.CAPABILITIES`) as
+upstream's ChatHandler does: 400 `... does not support tools` (or `thinking`, `chat`); a
+thinking model thinks unless `think` is false; tool calls stream as one chunk holding
+`message.tool_calls` (arguments a JSON object, an `id` each), then the done chunk with
+`done_reason: "stop"`; `format` must be "json" or a schema object, and each message's
+`images` base64. Every request body, generation and load/unload is recorded (monotonic
 times) for assertions; `restart()` forgets the loaded set like a restarted server.
 
 Use in-process (`OllamaStandIn().start()`) or as a script:
@@ -25,6 +31,7 @@ Use in-process (`OllamaStandIn().start()`) or as a script:
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import json
@@ -131,6 +138,11 @@ class Behaviour:
     fail_mode: str = "close"  # "close": reset the connection; "error": an {"error"} line
     error_message: str = RUNNER_STOPPED
     hang_before_first_token: bool = False  # never send a token (until the client leaves)
+    # /api/chat with `tools`: the calls the model makes instead of its reply, in Ollama's
+    # form {"function": {"name": ..., "arguments": {...}}} (an id is added); a request
+    # whose last message is a tool's result gets the reply (a model reads the result).
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    thinking: str | None = None  # a thinking model's thinking, streamed before the reply
 
 
 @dataclass
@@ -429,6 +441,62 @@ def plan_reply(behaviour: Behaviour, options: dict[str, Any]) -> tuple[list[str]
     return out, "stop"
 
 
+def _chat_problem(name: str, model: dict[str, Any], body: dict[str, Any]) -> tuple[int, str | None]:
+    """Why upstream's ChatHandler would refuse `body` for `model` before generating:
+    (status, error) with error None when it would not."""
+    capabilities = capabilities_of(model)
+    think = body.get("think")
+    if think not in (None, False, "") and "thinking" not in capabilities:
+        return 400, f"{json.dumps(name)} does not support thinking"
+    if "completion" not in capabilities:
+        return 400, f"{json.dumps(name)} does not support chat"
+    if body.get("tools") and "tools" not in capabilities:
+        return 400, f"{name} does not support tools"
+    fmt = body.get("format")
+    if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+        return (
+            500,
+            f'invalid format: {json.dumps(fmt)}; expected "json" or a valid JSON Schema object',
+        )
+    for message in body.get("messages") or []:
+        for image in (message.get("images") or []) if isinstance(message, dict) else []:
+            try:
+                base64.b64decode(image, validate=True)
+            except (ValueError, TypeError):
+                return 400, "illegal base64 data at input byte 0"
+    return 200, None
+
+
+def _chat_pieces(
+    gen: Generation, behaviour: Behaviour, content: list[str], model: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(content, other message fields) of each streamed piece of a generation: a thinking
+    model's thinking first (unless `think` is false), then the content, or (chat with
+    tools, not answering a tool's result) one piece holding every tool call, with ids."""
+    body = gen.body
+    pieces: list[tuple[str, dict[str, Any]]] = []
+    if gen.endpoint != "/api/chat":
+        return [(text, {}) for text in content]
+    thinks = "thinking" in capabilities_of(model)
+    if behaviour.thinking and thinks and body.get("think") not in (False, ""):
+        words = re.findall(r"\s*\S+|\s+", behaviour.thinking)
+        pieces += [("", {"thinking": word}) for word in words]
+    messages = body.get("messages") or [{}]
+    answering_tool = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+    if not (behaviour.tool_calls and body.get("tools")) or answering_tool:
+        return pieces + [(text, {}) for text in content]
+    calls = []
+    for index, call in enumerate(behaviour.tool_calls):
+        function = {"index": index, **call["function"]}
+        calls.append({"id": call.get("id") or _tool_call_id(), "function": function})
+    return [*pieces, ("", {"tool_calls": calls})]
+
+
+def _tool_call_id() -> str:
+    """Upstream's toolCallId: `call_` and 8 random lower-case letters and digits."""
+    return "call_" + "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=8))
+
+
 def _prompt_tokens(endpoint: str, body: dict[str, Any]) -> int:
     """A token count for the prompt: its whitespace-separated words (at least 1)."""
     if endpoint == "/api/generate":
@@ -477,28 +545,40 @@ class _Reply:
         self.handler, self.endpoint, self.model, self.stream = handler, endpoint, model, stream
         self.started = False
         self.parts: list[str] = []
+        self.message_parts: dict[str, Any] = {}  # thinking and tool_calls, not streamed
 
-    def shape(self, content: str, **extra: Any) -> dict[str, Any]:
-        """Upstream's ChatResponse / GenerateResponse with `content` as the text."""
+    def shape(
+        self, content: str, message: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Upstream's ChatResponse / GenerateResponse with `content` as the text (and
+        `message`'s other fields: thinking, tool_calls)."""
         body: dict[str, Any] = {"model": self.model, "created_at": _now_rfc3339()}
         if self.endpoint == "/api/chat":
-            body["message"] = {"role": "assistant", "content": content}
+            body["message"] = {"role": "assistant", "content": content, **(message or {})}
         else:
             body["response"] = content
         return {**body, "done": False, **extra}
 
-    def piece(self, content: str) -> None:
+    def piece(self, content: str, **message: Any) -> None:
+        """A piece of content, or (chat) of thinking or a chunk of tool calls."""
         if self.stream:
-            self._line(self.shape(content))
-        else:
-            self.parts.append(content)
+            self._line(self.shape(content, message))
+            return
+        self.parts.append(content)
+        if "thinking" in message:
+            self.message_parts["thinking"] = (
+                self.message_parts.get("thinking", "") + message["thinking"]
+            )
+        if "tool_calls" in message:
+            self.message_parts.setdefault("tool_calls", []).extend(message["tool_calls"])
 
     def finish(self, **final: Any) -> None:
         if self.stream:
             self._line(self.shape("", **final))
             self._write(b"0\r\n\r\n")
         else:
-            self.handler.send_json(200, self.shape("".join(self.parts), **final), strict=True)
+            whole = self.shape("".join(self.parts), self.message_parts, **final)
+            self.handler.send_json(200, whole, strict=True)
 
     def error(self, message: str) -> None:
         """Like upstream's streamResponse: a status before any output, else a last line."""
@@ -763,9 +843,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.publish()
             self.send_json(200, reply.shape("", done=True, done_reason="unload"))
             return
-        if "completion" not in capabilities_of(model):  # e.g. an embedding model
-            verb = "chat" if endpoint == "/api/chat" else "generate"
-            self.send_json(400, {"error": f"{json.dumps(name)} does not support {verb}"})
+        if endpoint == "/api/chat":
+            status, problem = _chat_problem(name, model, body)
+            if problem is not None:
+                self.send_json(status, {"error": problem})
+                return
+        elif "completion" not in capabilities_of(model):  # e.g. an embedding model
+            self.send_json(400, {"error": f"{json.dumps(name)} does not support generate"})
             return
         gen = Generation(
             endpoint, model["name"], body, reply.stream, time.monotonic(), keep_alive, options
@@ -812,7 +896,10 @@ class _Handler(BaseHTTPRequestHandler):
             gen.outcome = "load"
             self.send_json(200, reply.shape("", done=True, done_reason="load"), strict=True)
             return
-        pieces, done_reason = plan_reply(behaviour, gen.options)
+        content, done_reason = plan_reply(behaviour, gen.options)
+        with state.changed:
+            model = state.find_model(gen.model) or {"name": gen.model}
+        pieces = _chat_pieces(gen, behaviour, content, model)
         start = gen.ready_at
         for index in range(len(pieces) + 1):
             if index == 0 and behaviour.hang_before_first_token:
@@ -829,11 +916,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if index == len(pieces):
                 break
-            reply.piece(pieces[index])
+            text, message = pieces[index]
+            reply.piece(text, **message)
             now = time.monotonic()
             with state.changed:
                 gen.tokens_sent += 1
-                gen.text += pieces[index]
+                gen.text += text
                 gen.first_token_at = gen.first_token_at or now
                 gen.last_token_at = now
         end = time.monotonic()
@@ -1148,12 +1236,17 @@ def main() -> None:
     parser.add_argument(
         "--embedding-model", default=None, help="also an embedding model on disk, e.g. nomic"
     )
+    parser.add_argument(
+        "--tool-calls", type=json.loads, default=[], help="JSON: the calls a chat with tools gets"
+    )
     args = parser.parse_args()
     server = OllamaStandIn(args.host, args.port, args.mode, load_time=args.load_time)
     if args.embedding_model:
         server.set_models([*default_models(), embedding_model(args.embedding_model, loaded=True)])
     server.set_mode(args.mode, args.delay)
-    server.configure(token_interval=args.token_interval, reply=args.reply)
+    server.configure(
+        token_interval=args.token_interval, reply=args.reply, tool_calls=tuple(args.tool_calls)
+    )
     server.start()
     print(f"ollama stand-in listening on http://{args.host}:{server.port}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

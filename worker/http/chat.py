@@ -1,16 +1,22 @@
 """Agent routes: `POST /<agent>` and `POST /v1/chat/completions`, OpenAI-shaped, from Ollama.
 
-A request is checked in this order, each failure a JSON answer before any stream:
-bearer token (401), body size (413), body (400, unknown agent 404), admission from the
+A request is checked in this order, each failure a JSON answer in OpenAI's shape before
+any stream: bearer token (401), body size (413), body and the model's capabilities (400,
+unknown agent 404; the OpenAI -> Ollama mapping is worker/openai/), admission from the
 GPU's and Ollama's published state (503 with `Retry-After`), the agent's capacity (503).
 Then the agent's model generates through Ollama's streamed `/api/chat`:
 
-- streamed (`"stream": true`): `text/event-stream`, a first chunk with the role, one
-  `data: {chat.completion.chunk}` per piece as Ollama sends it, a last chunk with
-  `finish_reason` and `usage`, then `data: [DONE]` — always, after an error chunk
-  (`{"error": {...}}`) or the agent's time limit too, because go-livepeer keeps a job
-  open and charging until it relays a line holding `[DONE]`;
+- streamed (`"stream": true`): `text/event-stream`, a first chunk with the role, the
+  `data: {chat.completion.chunk}` events of each piece as Ollama sends it (content,
+  reasoning, tool calls: worker/openai/chunks.py), a last chunk with `finish_reason` and
+  `usage`, then `data: [DONE]` — always, after an error chunk (`{"error": {...}}`) or
+  the agent's time limit too, because go-livepeer keeps a job open and charging until
+  it relays a line holding `[DONE]`;
 - not streamed: one `chat.completion` object with `usage`.
+
+When the model's capabilities are not known yet and the request needs more than
+completion, Ollama's answer status is read before the stream starts, so its refusal
+(`"m" does not support tools`) is a 400 too.
 
 A client that leaves stops the generation upstream: a watcher sees the connection close
 (or a write fails) and cuts the Ollama connection; the capacity slot is freed on close.
@@ -30,7 +36,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,16 +49,18 @@ from worker.http.capacity import SlotLimiter
 from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, read_request_body
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
+from worker.openai.capabilities import published_capabilities
+from worker.openai.chunks import DONE_LINE, ChunkEncoder, compact
+from worker.openai.completion import CompletionBuilder
+from worker.openai.errors import InvalidRequest
+from worker.openai.request import ChatPlan, chat_plan
 from worker.sampling.admission import refusal
 from worker.sampling.published import Readings
 
 log = logging.getLogger("agent_net.agents")
 
 OPENAI_ROUTE = "/v1/chat/completions"
-ROLES = frozenset({"system", "user", "assistant"})
-MAX_STOP_SEQUENCES = 4
 WATCH_INTERVAL_SECONDS = 0.2  # how often a waiting stream looks at its client's socket
-DONE_LINE = b"data: [DONE]\n\n"
 TIME_LIMIT_REASON = "time_limit"  # finish_reason when the agent's time limit ended it
 # A job still streaming this long after its first piece gets its bookkeeping then, if
 # Ollama never made it wait (a fast model); a reply over sooner needs none.
@@ -61,72 +69,8 @@ MAX_BATCH_BYTES = 32 * 1024  # pieces already received leave together, up to thi
 
 
 # --- The request -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ChatRequest:
-    """A validated chat-completions body."""
-
-    messages: tuple[dict[str, str], ...]
-    stream: bool
-    options: dict[str, Any]
-
-
 def _bad(code: str, detail: str) -> ApiError:
     return ApiError(400, code, detail)
-
-
-def _number(body: dict[str, Any], key: str, low: float, high: float) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _bad(f"invalid_{key}", f"{key} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(f"invalid_{key}", f"{key} must be an integer from {low} to {high}")
-    return value
-
-
-def _messages(body: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _bad("invalid_messages", "messages must be a non-empty array")
-    out = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _bad("invalid_messages", f"messages[{index}] must be an object")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise _bad(
-                "invalid_messages", f"messages[{index}].role must be system, user or assistant"
-            )
-        if not isinstance(content, str):
-            raise _bad("invalid_messages", f"messages[{index}].content must be a string")
-        out.append({"role": role, "content": content})
-    if not any(m["content"].strip() for m in out if m["role"] == "user"):
-        raise _bad("invalid_messages", "messages must hold a user message with some text")
-    return tuple(out)
-
-
-def _stop(body: dict[str, Any]) -> list[str] | None:
-    stop = body.get("stop")
-    if stop is None:
-        return None
-    stops = [stop] if isinstance(stop, str) else stop
-    if (
-        not isinstance(stops, list)
-        or len(stops) > MAX_STOP_SEQUENCES
-        or not all(isinstance(s, str) and s for s in stops)
-    ):
-        raise _bad(
-            "invalid_stop", f"stop must be a string or up to {MAX_STOP_SEQUENCES} non-empty strings"
-        )
-    return stops
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -139,34 +83,31 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_chat(body: dict[str, Any], agent: Agent) -> ChatRequest:
-    """The chat request for `agent`, with the agent's defaults and caps; ApiError if bad."""
-    messages = _messages(body)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise _bad("invalid_stream", "stream must be true or false")
-    max_tokens = _integer(body, "max_tokens", 1, 10**9)
-    if max_tokens is None:
-        max_tokens = _integer(body, "max_completion_tokens", 1, 10**9)
-    temperature = _number(body, "temperature", 0, 2)
-    top_p = _number(body, "top_p", 0, 1)
-    seed = _integer(body, "seed", -(2**63), 2**63 - 1)
-    stop = _stop(body)
-    options: dict[str, Any] = {"num_predict": min(max_tokens or agent.max_tokens, agent.max_tokens)}
-    if temperature is None:
-        temperature = agent.temperature
-    for key, value in (
-        ("temperature", temperature),
-        ("top_p", top_p),
-        ("seed", seed),
-        ("stop", stop),
-        ("num_ctx", agent.num_ctx),
-    ):
-        if value is not None:
-            options[key] = value
-    if agent.system:
-        messages = ({"role": "system", "content": agent.system}, *messages)
-    return ChatRequest(messages, stream, options)
+def parse_chat(
+    body: dict[str, Any], agent: Agent, capabilities: Collection[str] | None = None
+) -> ChatPlan:
+    """The Ollama request for `body` to `agent` (worker/openai/request.py), whose model
+    has `capabilities` (None: not known); ApiError (4xx) if the body is bad or needs a
+    capability the model lacks."""
+    try:
+        return chat_plan(body, agent, capabilities)
+    except InvalidRequest as problem:
+        raise ApiError(problem.status, problem.code, problem.message, param=problem.param) from None
+
+
+def upstream_refusal(agent: Agent, error: UpstreamError) -> ApiError | None:
+    """An ApiError for Ollama refusing the request before any output (a 400 such as
+    `"m" does not support tools` when the model's capabilities were not known yet, so
+    nothing was refused here); None for a failure that is not the request's fault."""
+    if error.status != 400:
+        return None
+    code = "model_lacks_capability" if "does not support" in error.message else "ollama_refused"
+    return ApiError(
+        400,
+        code,
+        f"agent {agent.name!r} (model {agent.model!r}): Ollama refused the request:"
+        f" {error.message}",
+    )
 
 
 # --- The job -----------------------------------------------------------------------------------
@@ -247,7 +188,7 @@ class ChatJob:
     def __init__(
         self,
         agent: Agent,
-        chat: ChatRequest,
+        chat: ChatPlan,
         ollama_url: str,
         series: AgentSeries,
         release: Callable[[], None],
@@ -255,12 +196,7 @@ class ChatJob:
     ) -> None:
         self.agent, self.chat, self.series = agent, chat, series
         self.started = time.monotonic()
-        body = {
-            "model": agent.model,
-            "messages": list(chat.messages),
-            "stream": True,
-            "options": chat.options,
-        }
+        body = chat.ollama_body(agent.model)
         self.upstream = OllamaChat(ollama_url, body, self.started + agent.timeout_seconds)
         self.upstream.on_idle = self._begin
         # Ollama starts now; the answer's headers overlap its work. A failure shows when
@@ -280,6 +216,7 @@ class ChatJob:
         self.finish_reason: str | None = None
         self.outcome: str | None = None
         self._closed = False
+        self._open_failure: TimeLimit | UpstreamError | None = None
         series.running.inc()
 
     def _begin(self) -> None:
@@ -293,23 +230,45 @@ class ChatJob:
             self.watch = ClientWatch(self._client, self.upstream.abort)
 
     # -- generation ---------------------------------------------------------------------
-    def pieces(self) -> Iterator[str]:
-        """The text pieces as Ollama sends them; sets finish_reason, usage and outcome.
+    def refused_upstream(self) -> ApiError | None:
+        """Read Ollama's answer status now, before any stream starts: its refusal of the
+        request (a 400) as an ApiError (the job is then closed), else None; any other
+        failure is kept for `pieces()` to report as a stream would."""
+        try:
+            self.upstream.open()
+        except UpstreamError as failure:
+            refused = upstream_refusal(self.agent, failure)
+            if refused is not None:
+                self.outcome = "bad_request"
+                self.close()
+                return refused
+            self._open_failure = failure
+        except TimeLimit as failure:
+            self._open_failure = failure
+        return None
+
+    def pieces(self) -> Iterator[dict[str, Any]]:
+        """Ollama's messages that hold something (content, thinking or tool calls), as
+        it sends them; sets finish_reason, usage and outcome.
 
         Raises UpstreamError when Ollama fails (outcome `upstream_error`, or
         `client_gone` when the client left); a time limit ends it with `time_limit`.
         """
         try:
+            if self._open_failure is not None:
+                raise self._open_failure
             self.upstream.open()
             for message in self.upstream:
-                content = (message.get("message") or {}).get("content") or ""
-                if content:
+                piece = message.get("message")
+                if piece and (
+                    piece.get("content") or piece.get("thinking") or piece.get("tool_calls")
+                ):
                     now = time.monotonic()
                     if self.first_token_at is None:
                         self.first_token_at = now
                     self.last_token_at = now
                     self.completion_tokens += 1
-                    yield content
+                    yield piece
                     if now - self.first_token_at >= BOOKKEEPING_AFTER_SECONDS:
                         self.upstream.idle()  # no-op once run
                 if message.get("done"):
@@ -388,26 +347,20 @@ def _count(value: object, default: int) -> int:
 
 
 # --- Answers ----------------------------------------------------------------------------------
-def _error_object(message: str, code: str) -> dict[str, Any]:
-    return {"message": message, "type": "server_error", "code": code}
-
-
 class EventStream:
     """The WSGI body of a streamed job: SSE bytes; `close()` (always called) ends the job."""
 
     def __init__(self, job: ChatJob) -> None:
         self.job = job
-        head = {
-            "id": job.id,
-            "object": "chat.completion.chunk",
-            "created": job.created,
-            "model": job.agent.name,
-        }
-        self._head = _compact(head)[:-1]
-        self._piece_prefix = (
-            b"data: " + self._head.encode() + b',"choices":[{"index":0,"delta":{"content":'
+        chat = job.chat
+        self.encoder = ChunkEncoder(
+            job.id,
+            job.created,
+            job.agent.name,
+            include_usage=chat.include_usage,
+            forced_tool=chat.forced_tool,
+            single_tool_call=chat.single_tool_call,
         )
-        self._piece_suffix = b'},"finish_reason":null}]}\n\n'
         self._events = self._generate()
 
     def __iter__(self) -> EventStream:
@@ -416,32 +369,19 @@ class EventStream:
     def __next__(self) -> bytes:
         return next(self._events)
 
-    def _chunk(self, document: dict[str, Any]) -> bytes:
-        return b"data: " + (self._head + "," + _compact(document)[1:]).encode() + b"\n\n"
-
     def _generate(self) -> Iterator[bytes]:
-        job = self.job
+        job, encoder = self.job, self.encoder
         # The role first: the response headers leave now, before Ollama's first token.
-        yield self._chunk(
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ]
-            }
-        )
+        yield encoder.role()
         # The first piece leaves alone, at once; after it, pieces already received leave
         # together in one write (one event each still): a burst costs the worker and
         # the client one write and one wake-up, not one per piece.
-        prefix, suffix, upstream = self._piece_prefix, self._piece_suffix, job.upstream
+        events, upstream = encoder.message, job.upstream
         batch: list[bytes] = []
         size = 0
         try:
             for piece in job.pieces():
-                event = prefix + _encode_string(piece).encode() + suffix
+                event = events(piece)
                 if job.completion_tokens > 1 and size < MAX_BATCH_BYTES and upstream.buffered():
                     batch.append(event)
                     size += len(event)
@@ -455,19 +395,11 @@ class EventStream:
         except UpstreamError as exc:
             if job.outcome == "client_gone":
                 return
-            yield b"".join(batch) + (  # what came before the failure, then the error
-                b"data: "
-                + _compact({"error": _error_object(exc.message, "upstream_error")}).encode()
-                + b"\n\n"
-            )
+            # What came before the failure, then the error.
+            yield b"".join(batch) + encoder.error(exc.message, "upstream_error")
             yield DONE_LINE
             return
-        yield self._chunk(
-            {
-                "choices": [{"index": 0, "delta": {}, "finish_reason": job.finish_reason}],
-                "usage": job.usage(),
-            }
-        )
+        yield encoder.finish(job.finish_reason or "stop", job.usage())
         yield DONE_LINE
 
     def close(self) -> None:
@@ -479,9 +411,17 @@ class EventStream:
 
 def whole_answer(job: ChatJob) -> Response:
     """A non-streamed job: one `chat.completion` object (or a JSON error)."""
+    chat = job.chat
+    answer = CompletionBuilder(forced_tool=chat.forced_tool, single_tool_call=chat.single_tool_call)
     try:
-        text = "".join(job.pieces())
+        for piece in job.pieces():
+            answer.add(piece)
     except UpstreamError as exc:
+        if job.completion_tokens == 0:
+            refused = upstream_refusal(job.agent, exc)
+            if refused is not None:
+                job.outcome = "bad_request"
+                raise refused from None
         raise ApiError(502, "upstream_error", f"Ollama failed: {exc.message}") from None
     finally:
         job.close()
@@ -491,28 +431,10 @@ def whole_answer(job: ChatJob) -> Response:
             "time_limit",
             f"the agent's time limit ({job.agent.timeout_seconds:g} s) passed before a token",
         )
-    document = {
-        "id": job.id,
-        "object": "chat.completion",
-        "created": job.created,
-        "model": job.agent.name,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": job.finish_reason,
-            }
-        ],
-        "usage": job.usage(),
-    }
-    return Response(_compact(document), mimetype="application/json")
-
-
-def _compact(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_encode_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+    document = answer.document(
+        job.id, job.created, job.agent.name, job.finish_reason or "stop", job.usage()
+    )
+    return Response(compact(document), mimetype="application/json")
 
 
 # --- Wiring -----------------------------------------------------------------------------------
@@ -559,12 +481,13 @@ def register_chat_routes(
             if agent is None:
                 raise ApiError(404, "unknown_agent", f"no agent named {name[:64]!r}")
         agent_series = series[agent.name]
+        views = readings.views()
         try:
-            chat = parse_chat(body, agent)
+            chat = parse_chat(body, agent, published_capabilities(views[1], agent.model))
         except ApiError:
             agent_series.ended("bad_request")
             raise
-        refused = refusal(readings.views(), agent.model)
+        refused = refusal(views, agent.model)
         if refused is not None:
             agent_series.ended("refused")
             raise ApiError(
@@ -595,6 +518,12 @@ def register_chat_routes(
             raise
         if not chat.stream:
             return whole_answer(job)
+        if chat.unverified:
+            # Capabilities not known yet (Ollama decides): a refusal must be a 400, not
+            # an error chunk, so Ollama's answer status is read before the stream starts.
+            refused_upstream = job.refused_upstream()
+            if refused_upstream is not None:
+                raise refused_upstream
         return Response(
             EventStream(job),
             mimetype="text/event-stream",

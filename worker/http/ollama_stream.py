@@ -129,7 +129,10 @@ class OllamaChat:
 
     def open(self) -> None:
         """Send the request if not yet sent, then read the status line (Ollama sends it
-        with the first piece); a kept connection the server had closed is retried once."""
+        with the first piece); a kept connection the server had closed is retried once.
+        Once open, calling it again does nothing."""
+        if self._response is not None:
+            return
         self.send()
         conn = self._conn
         assert conn is not None
