@@ -80,9 +80,12 @@ def test_a_missing_capability_is_refused_before_ollama_is_called(
     param: str | None,
 ) -> None:
     model = next(a.model for a in AGENTS if a.name == agent)
+    # An embedding agent's own route takes an embeddings body (test_openai_models_
+    # embeddings_live.py): a chat reaches it through the OpenAI route.
+    path = "/v1/chat/completions" if agent == "embedder" else f"/{agent}"
     for stream in (False, True):
         body = {"messages": [{"role": "user", "content": "hi"}], "stream": stream, **fields}
-        status, data = post(app, f"/{agent}", body)
+        status, data = post(app, path, {"model": agent, **body})
         error = openai_error(data)
         assert (status, error["code"], error["param"]) == (400, "model_lacks_capability", param)
         assert f"agent {agent!r} runs model {model!r}" in error["message"]
