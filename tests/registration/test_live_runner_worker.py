@@ -290,13 +290,15 @@ def test_an_agents_runner_serves_the_openai_api_for_that_agent(
     standin: Standin, start_worker: StartWorker, fake_nvml: FakeNvml, ollama, tmp_path: Path
 ) -> None:
     """An OpenAI client whose base_url is `<orchestrator>/apps/<runner_id>/app/v1` works
-    unchanged through go-livepeer's proxy: models, chat, embeddings, for the runner's agent
-    alone; another agent's name is a 404 that says which agent the runner serves."""
+    unchanged through go-livepeer's proxy: models, chat (tool calls too), embeddings, for
+    the runner's agent alone; another agent's name is a 404 that says which agent the
+    runner serves."""
     ollama.set_models([*default_models(), embedding_model()])
     agents = agents_file(
         tmp_path,
         {"name": "coder", "model": "codellama:34b-instruct-q4_k_m"},
         {"name": "embedder", "model": "nomic-embed-text:latest"},
+        {"name": "helper", "model": "llama3.2:3b"},  # takes tools
     )
     orch = live(standin)
     start_worker(worker_env(orch, OLLAMA_HOST=ollama.url, AGENTS_FILE=str(agents)), nvml=fake_nvml)
@@ -305,10 +307,11 @@ def test_an_agents_runner_serves_the_openai_api_for_that_agent(
         [entry] = requests.get(f"{orch.url}/discovery", timeout=5).json()
         return {runner["app"]: runner for runner in entry.get("runners", [])}
 
-    apps = ("agent-net/coder", "agent-net/embedder")
+    apps = ("agent-net/coder", "agent-net/embedder", "agent-net/helper")
     found = wait_for(lambda: all(a in (r := runners()) for a in apps) and r, 20, what="runners")
     coder = openai.OpenAI(base_url=f"{found[apps[0]]['url']}/v1", api_key="-", max_retries=0)
     embedder = openai.OpenAI(base_url=f"{found[apps[1]]['url']}/v1", api_key="-", max_retries=0)
+    helper = openai.OpenAI(base_url=f"{found[apps[2]]['url']}/v1", api_key="-", max_retries=0)
 
     assert [m.id for m in coder.models.list().data] == ["coder"]
     assert coder.models.retrieve("coder").model_dump()["capabilities"] == ["completion"]
@@ -344,6 +347,33 @@ def test_an_agents_runner_serves_the_openai_api_for_that_agent(
         embedder.chat.completions.create(
             model="embedder", messages=[{"role": "user", "content": "hi"}]
         )
+    ollama.configure(
+        reply="", tool_calls=({"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},)
+    )
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    ask = [{"role": "user", "content": "Weather in Oslo?"}]
+    called = helper.chat.completions.create(model="helper", messages=ask, tools=[weather])
+    [call] = called.choices[0].message.tool_calls or []
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Oslo"},
+    )
+    streamed = list(
+        helper.chat.completions.create(model="helper", messages=ask, tools=[weather], stream=True)
+    )
+    deltas = [d for c in streamed if c.choices for d in c.choices[0].delta.tool_calls or []]
+    assert deltas[0].function.name == "get_weather" and deltas[0].id
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Oslo"}
+    assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "tool_calls"
+
     paths = [p["path"] for p in orch.live.view()["proxied"]]
+    assert any(p.endswith("/helper/v1/chat/completions") for p in paths)
     assert any(p.endswith("/embedder/v1/embeddings") for p in paths)
     assert any(p.endswith("/coder/v1/models/coder") for p in paths)

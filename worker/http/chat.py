@@ -47,6 +47,7 @@ from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
 from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, read_request_body
+from worker.http.job_admission import admit
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
 from worker.openai.capabilities import published_capabilities
@@ -54,7 +55,6 @@ from worker.openai.chunks import DONE_LINE, ChunkEncoder, compact
 from worker.openai.completion import CompletionBuilder
 from worker.openai.errors import InvalidRequest
 from worker.openai.request import ChatPlan, chat_plan
-from worker.sampling.admission import refusal
 from worker.sampling.published import Readings
 
 log = logging.getLogger("agent_net.agents")
@@ -487,23 +487,8 @@ def register_chat_routes(
         except ApiError:
             agent_series.ended("bad_request")
             raise
-        refused = refusal(views, agent.model)
-        if refused is not None:
-            agent_series.ended("refused")
-            raise ApiError(
-                503, refused.code, refused.reason, {"Retry-After": str(refused.retry_after)}
-            )
         limiter = limiters[agent.name]
-        slot = limiter.take()
-        if slot is None:
-            agent_series.ended("at_capacity")
-            raise ApiError(
-                503,
-                "at_capacity",
-                f"agent {agent.name} is running {limiter.capacity} jobs, its capacity;"
-                " retry shortly",
-                {"Retry-After": "1"},
-            )
+        slot = admit(views, agent, limiter, agent_series)
         try:
             job = ChatJob(
                 agent,

@@ -116,7 +116,7 @@ class EmbeddingRoutes:
         except ApiError:
             series.ended("bad_request")
             raise
-        slot = admit(self._readings, agent, limiter, series)
+        slot = admit(self._readings.views(), agent, limiter, series)
         job = EmbedJob(agent, series, lambda: limiter.give(slot))
         try:
             document = job.run(request, self._ollama_url)

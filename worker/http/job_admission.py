@@ -12,12 +12,19 @@ from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
 from worker.http.errors import ApiError
 from worker.sampling.admission import refusal
-from worker.sampling.published import Readings
+from worker.sampling.published import SourceView
+from worker.sampling.readings import Catalogue, GpuReport
 
 
-def admit(readings: Readings, agent: Agent, limiter: SlotLimiter, series: AgentSeries) -> int:
-    """A slot of `agent`'s (hand it back with `limiter.give`), or ApiError 503 saying why not."""
-    refused = refusal(readings.views(), agent.model)
+def admit(
+    views: tuple[SourceView[GpuReport], SourceView[Catalogue]],
+    agent: Agent,
+    limiter: SlotLimiter,
+    series: AgentSeries,
+) -> int:
+    """A slot of `agent`'s (hand it back with `limiter.give`), or ApiError 503 saying why
+    not, judged on the published `views` (`Readings.views()`)."""
+    refused = refusal(views, agent.model)
     if refused is not None:
         series.ended("refused")
         raise ApiError(503, refused.code, refused.reason, {"Retry-After": str(refused.retry_after)})
