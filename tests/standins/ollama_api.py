@@ -14,7 +14,10 @@ unloads it). Modes, switchable while running, apply to every API route:
 Generation is scripted per test with `configure(...)` (see `Behaviour`): reply text or
 token count, pace, time to first token, load time, failure after N tokens, a hang before
 the first token. Every request body, generation and load/unload is recorded (monotonic
-times) for assertions; `restart()` forgets the loaded set like a restarted server.
+times) for assertions, always before the client can see what it records (a piece is
+counted before it is sent); what happens as a request ends, as upstream (the model's
+release, `ended_at`), comes just after the reply: wait with `wait_idle()` to read it.
+`restart()` forgets the loaded set like a restarted server.
 
 Use in-process (`OllamaStandIn().start()`) or as a script:
 `python tests/standins/ollama_api.py --port 11434 [--mode ok] [--load-time 2]`.
@@ -703,7 +706,8 @@ class _Handler(BaseHTTPRequestHandler):
             if index < len(pieces) or behaviour.fail_after == index:
                 self._wait_until(due, gen, epoch)
             if behaviour.fail_after == index:
-                gen.outcome = "failed"
+                with state.changed:
+                    gen.outcome = "failed"
                 if behaviour.fail_mode == "close":
                     self._drop()
                 else:
@@ -711,16 +715,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if index == len(pieces):
                 break
-            reply.piece(pieces[index])
+            # Counted, then sent: a client holding the piece always finds it counted (a
+            # test reads these while the generation runs; sent first, a busy machine
+            # could let the client see the piece before the count).
             now = time.monotonic()
             with state.changed:
                 gen.tokens_sent += 1
                 gen.text += pieces[index]
                 gen.first_token_at = gen.first_token_at or now
                 gen.last_token_at = now
+            reply.piece(pieces[index])
         end = time.monotonic()
         first, last = gen.first_token_at or end, gen.last_token_at or end
-        gen.done_reason, gen.outcome = done_reason, "done"  # a failed write overrides it
+        with state.changed:  # recorded before the last line goes: a failed write overrides it
+            gen.done_reason, gen.outcome = done_reason, "done"
         reply.finish(
             done=True,
             done_reason=done_reason,
