@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.docs.blocks import ROOT, Command, Plan
 from tests.docs.matching import agrees, appears
-from tests.helpers.processes import WorkerProcess, free_port, http, wait_for
+from tests.helpers.processes import GaveUp, WorkerProcess, free_port, http, wait_for
 from tests.registration.support import ORCH_SECRET, Blackhole, StandinProcess
 from tests.standins.nvml.build import FakeNvml
 from tests.standins.ollama_api import OllamaStandIn
@@ -32,9 +32,10 @@ from tests.standins.ollama_api import OllamaStandIn
 COMMAND_TIMEOUT = 120
 # A user's shell: what a documented command may rely on from the environment.
 KEPT_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER", "SHELL")
-# Typed commands check the HTTP status too: an error answer fails the command, unless the
-# block says it shows one (`http-error`). Scripts they run keep curl as it is.
-CURL_CHECKS_STATUS = 'curl() { command curl --fail-with-body "$@"; }\n'
+# curl as typed in a terminal: no progress meter (curl shows one only when its output is
+# not a terminal). And the HTTP status is checked: an error answer fails the command, unless
+# the block says it shows one (`http-error`). Scripts the commands run keep curl as it is.
+CURL_AS_TYPED = 'curl() {{ command curl --no-progress-meter {} "$@"; }}\n'
 # The Ollama stand-in's answer to every chat (docs/agents.md shows one starting "The").
 REPLY = "The sky is blue because air scatters blue light more than red light."
 SHELL_PRELUDE = "set -e\n"
@@ -299,7 +300,8 @@ class DocSession:
     def run(self, script: str, checks_http: bool = True) -> Ran:
         """Run `script` (ports rewritten) with bash in the checkout, as one shell."""
         text = self.rewrite(script)
-        prelude = SHELL_PRELUDE + (CURL_CHECKS_STATUS if checks_http else "")
+        checks = "--fail-with-body" if checks_http else ""
+        prelude = SHELL_PRELUDE + CURL_AS_TYPED.format(checks)
         result = subprocess.run(
             ["bash", "-c", prelude + text],
             cwd=self.cwd or self.checkout,
@@ -320,7 +322,7 @@ class DocSession:
         script = "\n".join(command.text for command in plan.commands)
         with log.open("wb") as out:
             process = subprocess.Popen(
-                ["bash", "-c", SHELL_PRELUDE + "exec " + self.rewrite(script)],
+                ["bash", "-c", SHELL_PRELUDE + self.rewrite(script)],
                 cwd=self.cwd or self.checkout,
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
@@ -338,7 +340,7 @@ class DocSession:
 
         def up() -> bool:
             if process.poll() is not None:
-                raise DocFailure(f"{plan.block.where}: the server exited:\n{log.read_text()}")
+                raise GaveUp(f"{plan.block.where}: the server exited ({process.returncode})")
             text = log.read_text(errors="replace")
             if expected:
                 return all(appears(line, text, self.ports) for line in expected)
@@ -347,7 +349,7 @@ class DocSession:
 
         try:
             wait_for(up, 60, what=f"the server of {plan.block.where}")
-        except AssertionError as error:
+        except (GaveUp, AssertionError) as error:
             raise DocFailure(f"{error}\n{log.read_text(errors='replace')}") from None
 
     @property
