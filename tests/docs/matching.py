@@ -2,8 +2,9 @@
 
 The shown text becomes a pattern: `...` or `…` stands for any text, a run of whitespace
 for any whitespace (columns and line breaks may differ), and the values that differ from
-run to run match by their shape: loopback ports (each port the document shows stands for
-one real port throughout, and the default ports for the ones the test uses), Unix times,
+run to run match by their shape: loopback ports and `worker port N` (each port the
+document shows stands for one real port throughout, and the default ports for the ones
+the test uses), Unix times,
 durations (`in 0.9 s`), temporary paths and token counts. Everything else must be there
 as shown.
 """
@@ -24,7 +25,7 @@ VOLATILE = (
         r"\d+",
     ),  # a model's token counts
 )
-PORT = re.compile(r"(?:(?<=127\.0\.0\.1:)|(?<=localhost:))\d{2,5}\b")
+PORT = re.compile(r"(?:(?<=127\.0\.0\.1:)|(?<=localhost:)|(?<=worker port ))\d{2,5}\b")
 
 
 def pattern(shown: str, ports: Mapping[str, int]) -> re.Pattern[str]:

@@ -3,9 +3,10 @@
 The commands run with bash in a copy of the checkout made of links (so a `.env` or a
 `data/` of yours is never read or written), with a fresh shell's environment plus what
 the setup exports. The only change to a command is its ports: the documents write the
-defaults (9876 the worker, 8935 the orchestrator, 11434 Ollama) and the test serves them
-on free ports, so that a worker of yours on 9876 neither answers nor collides; the
-exported WORKER_PORT and OLLAMA_HOST say the same to the scripts and the doctor.
+defaults (9876 the worker, 8935 the orchestrator, 11434 Ollama; after `127.0.0.1:`,
+`localhost:` or `--port `) and the test serves them on free ports, so that a worker of
+yours on 9876 neither answers nor collides; the exported WORKER_PORT and OLLAMA_HOST say
+the same to the scripts and the doctor.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ SETUPS = {
         ),
         Setup(
             "nothing-answers",
-            r"[Nn]othing answers",
+            r"No NVIDIA library",
             "no NVIDIA library, Ollama and the worker down, three orchestrators: one"
             " refusing, one silent, one silent over TLS; run where no pricing files are",
         ),
@@ -153,7 +154,9 @@ class DocSession:
     def rewrite(self, command: str) -> str:
         """`command` with the documented default ports replaced by the test's."""
         for port, real in self.ports.items():
-            command = re.sub(rf"\b{port}\b", str(real), command)
+            command = re.sub(
+                rf"(127\.0\.0\.1:|localhost:|--port ){port}\b", rf"\g<1>{real}", command
+            )
         return command
 
     # --- setups ----------------------------------------------------------------------------
@@ -243,8 +246,10 @@ class DocSession:
         self.exports |= self._nvml("gpu_lost")
 
     def _build_nothing_answers(self) -> None:
-        empty = self.tmp / f"empty-{self._count}"
+        empty = self.tmp / f"empty-{self._count}"  # no pricing files: only .venv
         empty.mkdir(exist_ok=True)
+        if not (empty / ".venv").exists():
+            (empty / ".venv").symlink_to(self.checkout / ".venv")
         holes = [Blackhole(), Blackhole()]
         self._stops.extend(hole.close for hole in holes)
         self.exports = {
@@ -344,7 +349,7 @@ class DocSession:
             text = log.read_text(errors="replace")
             if expected:
                 return all(appears(line, text, self.ports) for line in expected)
-            named = [port for port in self.ports if re.search(rf"\b{port}\b", script)]
+            named = [port for port in self.ports if str(self.ports[port]) in self.rewrite(script)]
             return all(_answers(self.ports[port]) for port in named)
 
         try:
