@@ -44,7 +44,8 @@ def _positive_int(text: str) -> int:
 
 def build_parser(root: Path) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="agent-net-check-pricing",
+        # No fixed prog: usage and errors name the command as it was run
+        # (check_pricing.py, or agent-net-check-pricing once installed).
         description=(
             "Compare the orchestrator's and the gateway's go-livepeer config files and say "
             "whether the gateway will accept the orchestrator's price and tickets. Amounts "
@@ -98,7 +99,8 @@ def build_parser(root: Path) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
     """Run the check; ``root`` is where the default config paths are looked up (cwd)."""
-    args = build_parser(root or Path()).parse_args(argv)
+    parser = build_parser(root or Path())
+    args = parser.parse_args(argv)
     assumptions = Assumptions(
         gas_price=args.gas_price,
         redeem_gas=args.redeem_gas,
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None, root: Path | None = None) -> int:
         if args.json:
             sys.stdout.write(dumps(error_json(exc)))
         else:
-            sys.stderr.write(f"error: {exc}\n")
+            sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return EXIT_MALFORMED
     report = check_pricing(orch, gateway, assumptions)
     if args.json:

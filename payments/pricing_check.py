@@ -14,6 +14,7 @@ import enum
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 from payments.amounts import format_wei, readable_wei
 from payments.config_files import (
@@ -67,6 +68,8 @@ class Row:
     gateway: str
     status: Status
     reason: str
+    fix: str = ""  # for a WARN: the change that clears it, naming the setting ...
+    file: str = ""  # ... in this config file
 
 
 @dataclass(frozen=True)
@@ -108,8 +111,18 @@ class Report:
     def exit_code(self) -> int:
         return 0 if self.ok else 1
 
-    def add(self, parameter: str, orch: str, gateway: str, status: Status, reason: str) -> None:
-        self.rows.append(Row(parameter, orch, gateway, status, reason))
+    def add(
+        self,
+        parameter: str,
+        orch: str,
+        gateway: str,
+        status: Status,
+        reason: str,
+        fix: tuple[str, Path] | None = None,
+    ) -> None:
+        """One row; `fix` is the change that clears a warning and the file to make it in."""
+        action, file = fix if fix is not None else ("", "")
+        self.rows.append(Row(parameter, orch, gateway, status, reason, action, str(file)))
 
 
 def _price_text(price: Price | None) -> str:
@@ -273,11 +286,17 @@ def _role_and_secret_rows(
             "-",
             Status.WARN,
             "the orchestrator file does not set `orchestrator true`",
+            ("add the line `orchestrator true`", orch_cfg.path),
         )
     roles = [gw_cfg.get(name).value for name in ("gateway", "broadcaster")]
     if not any(parse_bool(value) for value in roles):
         report.add(
-            "gateway", "-", roles[0], Status.WARN, "the gateway file does not set `gateway true`"
+            "gateway",
+            "-",
+            roles[0],
+            Status.WARN,
+            "the gateway file does not set `gateway true`",
+            ("add the line `gateway true`", gw_cfg.path),
         )
     for cfg, side in ((orch_cfg, "orchestrator"), (gw_cfg, "gateway")):
         for name, line in cfg.secrets():
@@ -287,6 +306,7 @@ def _role_and_secret_rows(
                 f"{cfg.path.name}:{line}" if side == "gateway" else "-",
                 Status.WARN,
                 f"a secret in a config file: remove it and {describe_secret_source(name)}",
+                (f"remove the line {name} (line {line}); {describe_secret_source(name)}", cfg.path),
             )
 
 
@@ -334,6 +354,7 @@ def _price_rows(
             Status.WARN,
             f"the quoted price floats with gas: base x (1 + 1/txCostMultiplier), +{rise} at the "
             "assumed gas price; Agent-Net wants a fixed price: set autoAdjustPrice false",
+            ("set autoAdjustPrice false", orch.config.path),
         )
     else:
         report.add("autoAdjustPrice", shown, "-", Status.OK, "fixed price")
@@ -601,7 +622,11 @@ def _gas_row(
     ceiling = orch.max_gas_price or None
     if limit is not None and (ceiling is None or limit < ceiling):
         reason = _quote_limit_reason(orch, redeem_gas, limit, ceiling, max_float)
-        report.add("maxGasPrice", orch_text, "-", Status.WARN, reason)
+        fix = f"set maxGasPrice {limit} or less"
+        if face_value_cap(orch.max_face_value, max_float) == orch.max_face_value:
+            needed = tx_cost(redeem_gas, min(ceiling or AVG_GAS_PRICE, AVG_GAS_PRICE))
+            fix += f", or maxFaceValue {needed} or more"
+        report.add("maxGasPrice", orch_text, "-", Status.WARN, reason, (fix, orch.config.path))
         return
     if quote is None:
         report.add("maxGasPrice", orch_text, "-", Status.INFO, "no tickets are quoted")
@@ -612,8 +637,17 @@ def _gas_row(
         f"{readable_wei(gas_price)}, {significant(share * 100, 3)}% of its face value"
     )
     if quote.tx_cost >= quote.face_value:
+        fix = (
+            f"set maxGasPrice {(quote.face_value - 1) // redeem_gas} or less, or maxFaceValue"
+            f" {quote.tx_cost + 1} or more"
+        )
         report.add(
-            "maxGasPrice", orch_text, "-", Status.WARN, reason + ": redemption eats the payment"
+            "maxGasPrice",
+            orch_text,
+            "-",
+            Status.WARN,
+            reason + ": redemption eats the payment",
+            (fix, orch.config.path),
         )
     elif orch.max_gas_price == 0:
         report.add(
@@ -622,6 +656,11 @@ def _gas_row(
             "-",
             Status.WARN,
             reason + "; without a maximum the orchestrator redeems at any gas price",
+            (
+                f"set maxGasPrice to the most it should pay to redeem a ticket, e.g."
+                f" maxGasPrice {gas_price}",
+                orch.config.path,
+            ),
         )
     else:
         report.add("maxGasPrice", orch_text, "-", Status.OK, reason)
@@ -698,4 +737,7 @@ def _ignored_flag_rows(
                         f"{format_wei(need)}"
                     )
             orch_text, gw_text = ("-", shown) if side == "gateway" else (shown, "-")
-            report.add(f"{name} ({side})", orch_text, gw_text, Status.WARN, reason)
+            fix = f"remove the line {name} (line {setting.line}): only {reader} reads it"
+            report.add(
+                f"{name} ({side})", orch_text, gw_text, Status.WARN, reason, (fix, config.path)
+            )

@@ -86,6 +86,7 @@ def report_json(report: Report, orchestrator_file: str, gateway_file: str) -> di
                 "gateway": row.gateway,
                 "status": row.status.value,
                 "reason": row.reason,
+                **({"fix": row.fix, "file": row.file} if row.fix else {}),
             }
             for row in report.rows
         ],

@@ -11,11 +11,12 @@
 # WORKER_BIND, WORKER_PORT, WORKER_TOKEN and CAPABILITY_NAME come from the environment,
 # else from the .env docker compose reads (next to docker-compose.yml; --env-file FILE).
 # Options: --route R (default gpu-check), --agent-id ID (default probe), --token T
-# (WORKER_TOKEN, direct mode), --timeout S (default 10), --cacert FILE, --quiet.
+# (WORKER_TOKEN, direct mode), --timeout S (default 10), --cacert FILE, --quiet (one
+# line: the verdict and each reason, for cron and monitoring).
 # Exit: 0 success; 1 degraded, error or unreachable; 2 usage.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_file="$(dirname "$here")/.env"
@@ -53,8 +54,13 @@ done
 
 # Shell variables win over .env, as in docker compose.
 if ! settings="$(python3 "$here/compose_env.py" "$env_file" \
-    WORKER_BIND WORKER_PORT WORKER_TOKEN CAPABILITY_NAME)"; then
-  echo "probe: fix $env_file (docker compose would refuse it too)" >&2
+    WORKER_BIND WORKER_PORT WORKER_TOKEN CAPABILITY_NAME 2>&1)"; then
+  if [[ -n "$quiet" ]]; then
+    echo "probe: FAILED: fix $env_file (docker compose would refuse it too): $settings" >&2
+  else
+    printf '%s\n' "$settings" >&2
+    echo "probe: fix $env_file (docker compose would refuse it too)" >&2
+  fi
   exit 1
 fi
 eval "$settings"
@@ -86,9 +92,11 @@ if [[ -z "$token_from" && -n "${cfg_WORKER_TOKEN:-}" ]]; then
 fi
 
 body="$(python3 -c 'import json, sys; print(json.dumps({"agent_id": sys.argv[1]}))' "$agent_id")"
-curl_args=(--silent --show-error --max-time "$timeout" -X POST
+curl_args=(--silent --max-time "$timeout" -X POST
            -H "Content-Type: application/json" --data "$body"
            --output - --write-out '\n%{http_code}')
+# With --quiet curl's own error message stays out: the probe's one line says it.
+if [[ -z "$quiet" ]]; then curl_args+=(--show-error); fi
 
 if [[ -n "$orch" ]]; then
   target="${orch%/}/process/request/${route}"
@@ -125,33 +133,45 @@ if not isinstance(doc, dict):
     print("not-json")
     raise SystemExit
 print(doc.get("status", "none"))
+# The document's reasons name each source that is not ok, once; an error answer has
+# none: then say what its sources and its error say.
 reasons = [str(r) for r in doc.get("reasons") or []]
-for name, src in (doc.get("sources") or {}).items():
-    if isinstance(src, dict) and src.get("status") not in (None, "ok"):
-        detail = src.get("reason") or src.get("error") or ""
-        reasons.append(f"{name}: {src.get('status')} {detail}".strip())
+if not reasons:
+    for name, src in (doc.get("sources") or {}).items():
+        if isinstance(src, dict) and src.get("status") not in (None, "ok"):
+            detail = src.get("reason") or src.get("error") or ""
+            reasons.append(f"{name}: {src.get('status')} {detail}".strip())
+    if doc.get("error"):
+        reasons.append(f"{doc['error']}: {doc.get('detail') or ''}".rstrip(": "))
 for reason in reasons:
     print(reason)
 PY
 )"
 status="${verdict%%$'\n'*}"
-
-if [[ -z "$quiet" ]]; then
-  printf '%s\n' "$response" | python3 -m json.tool 2>/dev/null || printf '%s\n' "$response"
-fi
-if [[ "$code" == "200" && "$status" == "success" ]]; then
-  echo "probe: OK: $target answered status=success" >&2
-  exit 0
-fi
-echo "probe: FAILED: $target answered HTTP $code, status=$status" >&2
-if [[ "$verdict" == *$'\n'* ]]; then sed 's/^/  /' <<<"${verdict#*$'\n'}" >&2; fi
+reasons=()
+if [[ "$verdict" == *$'\n'* ]]; then mapfile -t reasons <<<"${verdict#*$'\n'}"; fi
 if [[ "$code" == "401" && -z "$orch" ]]; then
   if [[ -z "$token_from" ]]; then
-    echo "probe: the worker requires a token: set WORKER_TOKEN (in $env_file or in the" \
-      "environment) to the worker's WORKER_TOKEN, or pass --token" >&2
+    reasons+=("the worker requires a token: set WORKER_TOKEN (in $env_file or in the environment) to the worker's WORKER_TOKEN, or pass --token")
   else
-    echo "probe: the worker refused the token from $token_from: it must equal the" \
-      "worker's WORKER_TOKEN (a changed .env takes effect with docker compose up -d)" >&2
+    reasons+=("the worker refused the token from $token_from: it must equal the worker's WORKER_TOKEN (a changed .env takes effect with docker compose up -d)")
   fi
 fi
-exit 1
+
+ok=""
+if [[ "$code" == "200" && "$status" == "success" ]]; then ok=1; fi
+if [[ -n "$ok" ]]; then
+  verdict_line="probe: OK: $target answered status=success"
+else
+  verdict_line="probe: FAILED: $target answered HTTP $code, status=$status"
+fi
+if [[ -n "$quiet" ]]; then
+  # One line: the verdict, then each reason once.
+  joined="$(printf '%s; ' "${reasons[@]}")"
+  echo "${verdict_line}${reasons[*]:+: ${joined%; }}" >&2
+else
+  printf '%s\n' "$response" | python3 -m json.tool 2>/dev/null || printf '%s\n' "$response"
+  echo "$verdict_line" >&2
+  if (( ${#reasons[@]} )); then printf '  %s\n' "${reasons[@]}" >&2; fi
+fi
+[[ -n "$ok" ]]

@@ -1,14 +1,19 @@
-"""Settings from environment variables: typed, validated, every error reported at once.
+"""Settings from environment variables: typed, validated, every problem reported at once.
 
 Every variable has an embedded default, so the worker starts with none set. A bad value
-stops startup with one message that names every bad variable (never its secret value).
+stops startup with one message that names every bad variable (never a secret's value),
+each with the form it takes and an example, cross-variable problems included
+(`load_settings` is the one way in). This module depends on nothing else of the worker.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,10 +26,10 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
-DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_OLLAMA_PORT = 11434
+DEFAULT_OLLAMA_HOST = f"http://127.0.0.1:{DEFAULT_OLLAMA_PORT}"
 DEFAULT_OLLAMA_MODEL = "codellama:34b-instruct-q4_k_m"
 DEFAULT_CAPABILITY_NAME = "agent-net"
 # go-livepeer prices these currencies itself; any other needs its price feed (and panics
@@ -36,6 +41,8 @@ CAPABILITY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # .env.example ships ORCH_SECRET=replace-me-...; going live with it must not be possible.
 PLACEHOLDER_PREFIX = "replace-me"
 RESERVED_ROUTES = frozenset({"healthz", "readyz", "metrics", "lr"})
+# The GPU check's job route, which is also the name of its live runner.
+GPU_CHECK_ROUTE = "gpu-check"
 
 
 def capability_name_problem(name: str) -> str | None:
@@ -79,8 +86,8 @@ def _split_list(value: Any) -> Any:
 def _refuse_missing_scheme(variable: str, values: list[str], scheme: str) -> None:
     """Raise ValueError naming each of `values` without a scheme, and `variable` written right.
 
-    The worker never guesses http:// for a bare host:port (Ollama's own OLLAMA_HOST does):
-    a guess hides a TLS orchestrator behind a plain-HTTP error.
+    The worker never guesses a scheme for ORCH_URL or CAPABILITY_URL: a guess hides a TLS
+    orchestrator behind a plain-HTTP error. (OLLAMA_HOST is read as Ollama reads it.)
     """
     values = [value.strip() for value in values]
     bare = [value for value in values if "://" not in value]
@@ -94,7 +101,7 @@ def _refuse_missing_scheme(variable: str, values: list[str], scheme: str) -> Non
     )
 
 
-def _normalise_http_url(value: str, *, default_port: int | None = None) -> str:
+def _normalise_http_url(value: str) -> str:
     """Return `value` as scheme://host[:port] without a trailing slash, or raise ValueError."""
     raw = value.strip()  # _refuse_missing_scheme has seen it: it has a scheme
     parts = urlsplit(raw)
@@ -107,13 +114,49 @@ def _normalise_http_url(value: str, *, default_port: int | None = None) -> str:
     if parts.query or parts.fragment:
         raise ValueError("a query or fragment is not allowed")
     try:
-        port = parts.port
+        parts.port  # noqa: B018 (urlsplit reads the port only when asked; a bad one raises)
     except ValueError as exc:
         raise ValueError(f"bad port: {exc}") from None
-    netloc = parts.netloc
-    if port is None and default_port is not None:
-        netloc = f"{netloc}:{default_port}"
-    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def ollama_base_url(value: str) -> str:
+    """OLLAMA_HOST read exactly as Ollama reads it, as `scheme://host:port[/path]`.
+
+    The same rules as the `ollama` client's `_parse_host` and the server's
+    `envconfig.Host()`: `host`, `host:port` or a URL; without a scheme http and port
+    11434; with `http://` or `https://` and no port, 80 or 443; an empty host is
+    127.0.0.1. Forms Ollama would misread are refused (ValueError): another scheme,
+    credentials, a query or fragment (it drops them), a port that is not a number.
+    """
+    text = value.strip()
+    port = DEFAULT_OLLAMA_PORT
+    scheme, sep, hostport = text.partition("://")
+    if not sep:
+        scheme, hostport = "http", text
+    elif scheme in ("http", "https"):
+        port = 80 if scheme == "http" else 443
+    else:
+        raise ValueError(f"the scheme {scheme!r} is not http or https")
+    if sep and not hostport:
+        raise ValueError("a host is required after the scheme")
+    parts = urlsplit(f"{scheme}://{hostport}")
+    if "@" in parts.netloc:
+        raise ValueError("credentials (user:password@) are not allowed: Ollama drops them")
+    if parts.query or parts.fragment or "?" in hostport or "#" in hostport:
+        raise ValueError("a query or fragment is not allowed: Ollama drops it")
+    try:
+        port = parts.port or port
+    except ValueError:
+        raise ValueError("the port is not a number from 1 to 65535") from None
+    host = parts.hostname or "127.0.0.1"
+    try:
+        if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            host = f"[{host}]"
+    except ValueError:
+        pass  # a name, not an address
+    path = parts.path.strip("/")
+    return f"{scheme}://{host}:{port}" + (f"/{path}" if path else "")
 
 
 class Settings(BaseModel):
@@ -292,8 +335,7 @@ class Settings(BaseModel):
     @field_validator("ollama_host")
     @classmethod
     def _check_ollama_host(cls, value: str) -> str:
-        _refuse_missing_scheme("OLLAMA_HOST", [value], "http")
-        return _normalise_http_url(value, default_port=11434)
+        return ollama_base_url(value)
 
     @field_validator("capability_url")
     @classmethod
@@ -337,45 +379,6 @@ class Settings(BaseModel):
             raise ValueError(f"{str(value)!r} is not a readable file")
         return value
 
-    @model_validator(mode="after")
-    def _check_combinations(self) -> Settings:
-        names, urls = self.capability_names, self.orch_urls
-        if urls and len(names) not in (1, len(urls)):
-            raise ValueError(
-                f"CAPABILITY_NAME: give one name, or one per ORCH_URL entry"
-                f" ({len(urls)}), not {len(names)}"
-            )
-        if urls and self.orchestrator_secret is None:
-            raise ValueError("ORCH_SECRET (or ORCH_SECRET_FILE) is required when ORCH_URL is set")
-        secret = self.orchestrator_secret
-        if secret is not None and secret.get_secret_value().startswith(PLACEHOLDER_PREFIX):
-            raise ValueError(
-                "ORCH_SECRET is still the placeholder from .env.example: set it to the"
-                " orchestrator's -orchSecret (for a new one: openssl rand -hex 32)"
-            )
-        if self.orch_secret is not None and self.orch_secret_file is not None:
-            raise ValueError("ORCH_SECRET and ORCH_SECRET_FILE: set one, not both")
-        if self.worker_token is not None and self.worker_token_file is not None:
-            raise ValueError("WORKER_TOKEN and WORKER_TOKEN_FILE: set one, not both")
-        from worker.registration.runners import runner_capabilities
-
-        known = {spec.name for spec in runner_capabilities(self)}
-        unknown = sorted(set(self.live_runner_prices) - known)
-        if unknown:
-            raise ValueError(
-                f"LIVE_RUNNER_PRICES: {', '.join(unknown)} is not a live-runner capability"
-                f" (known: {', '.join(sorted(known))})"
-            )
-        if self.live_runner_onchain and self.uses_live_runners:
-            free = [spec.name for spec in runner_capabilities(self) if spec.price <= 0]
-            if free:
-                raise ValueError(
-                    "LIVE_RUNNER_ONCHAIN: an on-chain orchestrator refuses a live runner without"
-                    f" a positive price; set LIVE_RUNNER_PRICE_USD_PER_HOUR (or LIVE_RUNNER_PRICES)"
-                    f" for {', '.join(free)}"
-                )
-        return self
-
     # --- Derived values --------------------------------------------------------------------
     @property
     def orchestrator_secret(self) -> SecretStr | None:
@@ -401,7 +404,7 @@ class Settings(BaseModel):
     @property
     def job_routes(self) -> list[str]:
         """Every path that answers a job: /gpu-check, /agent-net and each capability name."""
-        routes = ["gpu-check", "agent-net", *self.capability_names]
+        routes = [GPU_CHECK_ROUTE, "agent-net", *self.capability_names]
         return list(dict.fromkeys(routes))
 
     @property
@@ -430,6 +433,10 @@ class Settings(BaseModel):
     def usage_db_path(self) -> Path:
         """The usage database: USAGE_DB, else usage.sqlite3 in AGENT_NET_DATA_DIR."""
         return self.usage_db or self.data_dir / "usage.sqlite3"
+
+    def live_runner_price(self, capability: str) -> Decimal:
+        """A live runner's price: its LIVE_RUNNER_PRICES entry, else the default one."""
+        return self.live_runner_prices.get(capability, self.live_runner_price_usd_per_hour)
 
     @property
     def stale_after_seconds(self) -> float:
@@ -497,34 +504,256 @@ def _read_secret_file(path: Path | None) -> SecretStr | None:
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Build Settings from `environ`, or raise ConfigError naming every bad variable."""
+    """Build Settings from `environ`, or raise ConfigError naming every problem at once.
+
+    Each variable is checked on its own first; then the combinations (ORCH_URL needs a
+    secret, one CAPABILITY_NAME per orchestrator, ...) are checked over every variable
+    that is valid, and over what is known of the others (ORCH_URL=orch:8935 without a
+    scheme still counts as set), so one start reports them all.
+    """
+    given = {key: value for key, value in environ.items() if isinstance(value, str)}
     try:
-        return Settings.model_validate(dict(environ))
+        settings: Settings | None = Settings.model_validate(given)
+        problems: list[Problem] = []
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        settings, problems = None, _field_problems(exc, given)
+    invalid = {problem.variable for problem in problems}
+    checked = settings or Settings.model_validate(
+        {key: value for key, value in given.items() if key not in invalid}
+    )
+    problems += combination_problems(checked, given, invalid)
+    if problems:
+        raise ConfigError(describe_problems(problems))
+    return checked
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad setting: the variable to change and what is wrong, in the project's words."""
+
+    variable: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.variable}: {self.message}"
 
 
 SECRET_VARIABLES = frozenset({"ORCH_SECRET", "WORKER_TOKEN"})
+_FILE_EXAMPLE = "the path of a file holding it, e.g. {alias}=/run/secrets/{name}"
+# Each variable's form and an example, where the field's type and limits do not say it
+# well enough (the others are worked out in `expected_form`).
+FORMS: dict[str, str] = {
+    "WORKER_HOST": "an address to listen on, e.g. WORKER_HOST=0.0.0.0",
+    "OLLAMA_HOST": (
+        "Ollama's address as Ollama itself takes it: host, host:port or an http(s) URL"
+        " (no scheme: http, port 11434), e.g. OLLAMA_HOST=127.0.0.1:11434"
+    ),
+    "OLLAMA_MODEL": "an Ollama model name, e.g. OLLAMA_MODEL=codellama:34b-instruct-q4_k_m",
+    "AGENTS_FILE": (
+        "the path of an agents file (TOML, docs/agents.md), e.g."
+        " AGENTS_FILE=agents.example.toml, or unset it for the one default agent"
+        " (agent-net-llm on OLLAMA_MODEL)"
+    ),
+    "AGENT_NET_DATA_DIR": "a directory, e.g. AGENT_NET_DATA_DIR=data",
+    "USAGE_DB": "a file path, e.g. USAGE_DB=data/usage.sqlite3",
+    "VRAM_BUDGET": (
+        "a fraction of total GPU memory (above 0, at most 1) or MiB, e.g. VRAM_BUDGET=0.9"
+        " or VRAM_BUDGET=70000"
+    ),
+    "RESIDENCY_PINNED": (
+        "model names, comma-separated, e.g. RESIDENCY_PINNED=codellama:34b-instruct-q4_k_m"
+    ),
+    "RESIDENCY_KEEP_ALIVE": (
+        "seconds (-1: forever) or a duration such as 24h or 90m, e.g. RESIDENCY_KEEP_ALIVE=-1"
+    ),
+    "ORCH_URL": (
+        "each orchestrator's URL with its scheme, comma-separated, e.g."
+        " ORCH_URL=https://orchestrator:8935"
+    ),
+    "ORCH_SECRET": (
+        "the orchestrator's -orchSecret, e.g. ORCH_SECRET=<its value> (for a new one:"
+        " openssl rand -hex 32), or ORCH_SECRET_FILE=/run/secrets/orch_secret"
+    ),
+    "ORCH_SECRET_FILE": _FILE_EXAMPLE.format(alias="ORCH_SECRET_FILE", name="orch_secret"),
+    "CAPABILITY_NAME": (
+        "letters, digits, '.', '_', '-', at most 64 characters; one name, or one per"
+        " ORCH_URL entry, comma-separated, e.g. CAPABILITY_NAME=agent-net"
+    ),
+    "CAPABILITY_URL": (
+        "where orchestrators reach this worker, with its scheme, e.g."
+        " CAPABILITY_URL=http://worker:9876"
+    ),
+    "CAPABILITY_DESCRIPTION": (
+        "free text, at most 1024 characters, e.g. CAPABILITY_DESCRIPTION='GPU health'"
+    ),
+    "CAPABILITY_CURRENCY": "wei or eth, e.g. CAPABILITY_CURRENCY=wei",
+    "WORKER_TOKEN": (
+        "a shared token, e.g. WORKER_TOKEN=<a long random string> (openssl rand -hex 32),"
+        " or WORKER_TOKEN_FILE=/run/secrets/worker_token"
+    ),
+    "WORKER_TOKEN_FILE": _FILE_EXAMPLE.format(alias="WORKER_TOKEN_FILE", name="worker_token"),
+    "ORCH_CA_BUNDLE": (
+        "the path of a PEM file, e.g. ORCH_CA_BUNDLE=/etc/agent-net/orchestrator-cert.pem"
+    ),
+    "LIVE_RUNNER_PRICES": (
+        "capability=price pairs (USD), comma-separated, e.g. LIVE_RUNNER_PRICES=gpu-check=0.5"
+    ),
+}
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
+def expected_form(alias: str) -> str:
+    """What the variable `alias` takes, ending with an example: `FORMS`, or worked out
+    from its field's type, limits and default."""
+    if alias in FORMS:
+        return FORMS[alias]
+    field = next(f for f in Settings.model_fields.values() if f.alias == alias)
+    default = field.get_default(call_default_factory=True)
+    choices = getattr(field.annotation, "__args__", ())
+    if field.annotation in (bool, bool | None):
+        form, example = "true or false", str(bool(default)).lower()
+    elif choices and all(isinstance(choice, str) for choice in choices):
+        form = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        example = str(default)
+    else:
+        limits = {type(item).__name__: item for item in field.metadata}
+        kind = "a whole number" if field.annotation is int else "a number"
+        if alias.endswith("_SECONDS"):
+            kind = "a number of seconds"
+        high = limits["Le"].le
+        if "Ge" in limits:
+            form = f"{kind} from {limits['Ge'].ge} to {high}"
+        else:
+            form = f"{kind} above {limits['Gt'].gt}, at most {high}"
+        example = f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{form}, e.g. {alias}={example}"
+
+
+# pydantic's error types, said in the project's words (the form follows in every line).
+_WHAT_IS_WRONG = {
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "decimal_parsing": "not a number",
+    "finite_number": "not a finite number",
+    "bool_parsing": "neither true nor false",
+    "literal_error": "not one of the choices",
+    "string_too_short": "empty",
+    "string_too_long": "too long",
+}
+
+
+def _field_problems(exc: ValidationError, given: Mapping[str, str]) -> list[Problem]:
+    """One problem per bad variable (its first error), with its form and an example."""
+    problems: dict[str, Problem] = {}
     for error in exc.errors(include_url=False):
-        location = [str(part) for part in error["loc"] if isinstance(part, str)]
-        message = error["msg"].removeprefix("Value error, ")
-        if not location:
-            lines.append(f"  {message}")
+        variable = str(error["loc"][0])
+        if variable in problems:
             continue
-        variable = location[0]
-        shown = error.get("input")
-        if (
-            variable not in SECRET_VARIABLES
-            and isinstance(shown, str)
-            and len(shown) <= 200
-            and repr(shown.strip()) not in message  # the message quotes it already
-        ):
-            message = f"{message} (got {shown!r})"
-        lines.append(f"  {variable}: {message}")
-    count = len(lines)
+        raw = given.get(variable, "")
+        if error["type"] == "value_error":
+            what = str(error["ctx"]["error"])
+        elif error["type"].startswith(("greater_than", "less_than")):
+            what = "out of range"
+        else:
+            what = _WHAT_IS_WRONG.get(error["type"], error["msg"].lower())
+        problems[variable] = Problem(variable, _with_form(variable, what, raw))
+    return list(problems.values())
+
+
+def _with_form(variable: str, what: str, raw: str) -> str:
+    """`what` is wrong with `raw`, then (unless `what` has one) the form and an example."""
+    shown = "" if variable in SECRET_VARIABLES else raw.strip()
+    if not raw.strip() and variable not in SECRET_VARIABLES and what in _PHRASES:
+        what = "empty"
+    elif shown and repr(shown) not in what and len(shown) <= 200:
+        what = f"{shown!r} is {what}" if what in _PHRASES else f"{what} (got {shown!r})"
+    if "e.g." in what:
+        return what
+    return f"{what}; expected {expected_form(variable)}"
+
+
+_PHRASES = frozenset({*_WHAT_IS_WRONG.values(), "out of range"})
+
+
+def combination_problems(
+    settings: Settings, given: Mapping[str, str], invalid: AbstractSet[str] = frozenset()
+) -> list[Problem]:
+    """Problems between variables. `settings` holds every valid variable (the `invalid`
+    ones at their defaults); `given` tells which variables are set at all."""
+
+    def is_set(variable: str) -> bool:
+        return bool(given.get(variable, "").strip())
+
+    problems: list[Problem] = []
+    orchestrators = len(_split_list(given.get("ORCH_URL", "")))
+    names = _split_list(given.get("CAPABILITY_NAME", ""))
+    if (
+        orchestrators
+        and "CAPABILITY_NAME" not in invalid
+        and len(names) not in (0, 1, orchestrators)
+    ):
+        problems.append(
+            Problem(
+                "CAPABILITY_NAME",
+                f"{len(names)} names for {orchestrators} ORCH_URL entries; give one name for"
+                " every orchestrator, or one per ORCH_URL entry in the same order, e.g."
+                " CAPABILITY_NAME=agent-net",
+            )
+        )
+    secret_unknown = "ORCH_SECRET_FILE" in invalid
+    secret = settings.orchestrator_secret
+    if orchestrators and secret is None and not secret_unknown:
+        problems.append(
+            Problem(
+                "ORCH_SECRET", f"required when ORCH_URL is set; expected {FORMS['ORCH_SECRET']}"
+            )
+        )
+    if secret is not None and secret.get_secret_value().startswith(PLACEHOLDER_PREFIX):
+        problems.append(
+            Problem(
+                "ORCH_SECRET",
+                "still the placeholder from .env.example: set it to the orchestrator's"
+                " -orchSecret (for a new one: openssl rand -hex 32)",
+            )
+        )
+    for value, file in (("ORCH_SECRET", "ORCH_SECRET_FILE"), ("WORKER_TOKEN", "WORKER_TOKEN_FILE")):
+        if is_set(value) and is_set(file):
+            problems.append(Problem(file, f"set {value} or {file}, not both (unset one of them)"))
+    unknown = sorted(set(settings.live_runner_prices) - {GPU_CHECK_ROUTE})
+    if unknown:
+        problems.append(
+            Problem(
+                "LIVE_RUNNER_PRICES",
+                f"{', '.join(unknown)} is not a live-runner capability (known:"
+                f" {GPU_CHECK_ROUTE}); expected {FORMS['LIVE_RUNNER_PRICES']}",
+            )
+        )
+    onchain_inputs = {
+        "LIVE_RUNNER_ONCHAIN",
+        "REGISTRATION_PROTOCOL",
+        "LIVE_RUNNER_PRICES",
+        "LIVE_RUNNER_PRICE_USD_PER_HOUR",
+    }
+    free = settings.live_runner_price(GPU_CHECK_ROUTE) <= 0
+    if (
+        not invalid & onchain_inputs
+        and settings.live_runner_onchain
+        and settings.uses_live_runners
+        and free
+    ):
+        problems.append(
+            Problem(
+                "LIVE_RUNNER_ONCHAIN",
+                "an on-chain orchestrator refuses a live runner without a positive price; set"
+                " LIVE_RUNNER_PRICE_USD_PER_HOUR (or LIVE_RUNNER_PRICES) for"
+                f" {GPU_CHECK_ROUTE}, e.g. LIVE_RUNNER_PRICE_USD_PER_HOUR=0.5",
+            )
+        )
+    return problems
+
+
+def describe_problems(problems: list[Problem]) -> str:
+    """The one message for every problem: a count, then one indented line each."""
+    count = len(problems)
     header = f"invalid configuration ({count} problem{'s' if count != 1 else ''}):"
-    return "\n".join([header, *lines])
+    return "\n".join([header, *(f"  {problem}" for problem in problems)])

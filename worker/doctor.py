@@ -663,11 +663,23 @@ def check_pricing(root: Path) -> Check:
             f"{row.parameter}: {_short(row.reason, 160)}" for row in mismatches
         )
         return Check("pricing", "", FAIL, detail, f"align the two files; {command}")
+    accepted = "the gateway accepts the orchestrator's price and tickets"
     if warnings:
         names = ", ".join(row.parameter for row in warnings)
-        detail = f"the gateway accepts the orchestrator's price and tickets; warnings: {names}"
-        return Check("pricing", "", WARNING, detail, f"read the warnings: {command}")
-    return Check("pricing", "", OK, "the gateway accepts the orchestrator's price and tickets")
+        fixes = "; ".join(_pricing_fix(row.fix, row.file, root) for row in warnings)
+        detail = f"{accepted}; warnings: {names}"
+        return Check("pricing", "", WARNING, detail, f"{fixes}; every row: {command}")
+    notes = sum(1 for row in report.rows if row.status is Status.INFO)
+    return Check("pricing", "", OK, f"{accepted}" + (f" ({notes} note(s))" if notes else ""))
+
+
+def _pricing_fix(fix: str, file: str, root: Path) -> str:
+    """One warning's fix with the file to change, as the operator names it from `root`."""
+    if not fix:
+        return "see the table"
+    path = Path(file)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    return f"in {shown}, {fix}"
 
 
 # --- The whole run ---------------------------------------------------------------------------

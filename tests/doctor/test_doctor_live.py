@@ -237,10 +237,30 @@ def test_pricing_files_that_disagree_fail_and_matching_ones_do_not(here: Path) -
         shutil.copytree(ROOT / folder, here / folder)
     env = clean_env(WORKER_PORT=str(free_port()))
 
-    run = run_doctor(env, here, "--json")
-    assert run.checks()["pricing"]["verdict"] in ("ok", "warning")  # the repository's files
+    # The repository's files: accepted, with two warnings whose fix names each setting and
+    # the file to change it in.
+    pricing = run_doctor(env, here, "--json").checks()["pricing"]
+    assert pricing["verdict"] == "warning"
+    assert pricing["fix"] == (
+        "in orchestrator_config/orchestrator.conf, set maxGasPrice 833333333 or less, or"
+        " maxFaceValue 1200000000000000 or more; in gateway_config/gateway.conf, remove the"
+        " line maxFaceValue (line 53): only an orchestrator reads it; every row: python3"
+        " scripts/check_pricing.py (the table; docs/pricing.md explains each row)"
+    )
 
+    # Both fixes made: the check passes with notes only (INFO rows), and the line is ok.
+    orchestrator = here / "orchestrator_config" / "orchestrator.conf"
+    orchestrator.write_text(
+        orchestrator.read_text().replace("maxGasPrice 1000000000", "maxGasPrice 833333333")
+    )
     gateway = here / "gateway_config" / "gateway.conf"
+    gateway.write_text(gateway.read_text().replace("\nmaxFaceValue 1000000000000000", "\n"))
+    pricing = run_doctor(env, here, "--json").checks()["pricing"]
+    assert (pricing["verdict"], pricing["fix"]) == ("ok", None)
+    assert pricing["detail"] == (
+        "the gateway accepts the orchestrator's price and tickets (2 note(s))"
+    )
+
     text = gateway.read_text().replace("maxTicketEV 300000000000000", "maxTicketEV 1000")
     assert text != gateway.read_text()
     gateway.write_text(text)

@@ -86,8 +86,14 @@ class Load:
 
     def wait_requests(self, phase: str, at_least: int, timeout: float = 10.0) -> None:
         """Wait until `at_least` requests of `phase` were answered (or failed)."""
+
+        def answered() -> int:
+            with self._lock:  # the load's threads add to both while this reads
+                failed = sum(error.startswith(phase) for error in self.errors)
+                return failed + sum(n for (p, _), n in self.statuses.items() if p == phase)
+
         wait_for(
-            lambda: self.count(phase) + sum(e.startswith(phase) for e in self.errors) >= at_least,
+            lambda: answered() >= at_least,
             timeout,
             what=f"{at_least} requests in phase {phase}",
         )

@@ -142,13 +142,19 @@ def test_malformed_file_exits_2_with_file_line_reason(edited) -> None:
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_script("--gateway", tmp_path / "missing.conf")
     assert result.returncode == 2
-    assert f"{tmp_path / 'missing.conf'}: file not found" in result.stderr
+    assert result.stderr == (
+        f"check_pricing.py: error: {tmp_path / 'missing.conf'}: file not found\n"
+    )
 
 
 def test_bad_assumption_is_a_usage_error() -> None:
     result = run_script("--deposit", "-1 ETH")
     assert result.returncode == 2
     assert "negative amounts are not allowed" in result.stderr
+    # Named as it was run: the script, not the console script it is also installed as.
+    assert result.stderr.startswith("usage: check_pricing.py ")
+    assert "check_pricing.py: error: argument --deposit:" in result.stderr
+    assert "agent-net-check-pricing" not in result.stderr
 
 
 # --- in process: more scenarios ------------------------------------------------------------
@@ -312,3 +318,31 @@ def test_face_value_window_with_a_cap_above_ticket_ev_times_100(capsys, edited) 
         "below 241667 wei it is ticketEV x 100 (0.0029 ETH), above 83333333 wei the cap"
         in (row["reason"])
     )
+
+
+def test_every_warning_names_the_setting_to_change_and_its_file(capsys, edited) -> None:
+    """The shipped files' two warnings, and the others a file can earn: each row's fix
+    names the setting and the file it is in (what `agent-net doctor` prints as its fix)."""
+    _, report = run_main(capsys)
+    fixes = {row["parameter"]: (row["fix"], row["file"]) for row in report["rows"] if "fix" in row}
+    assert fixes == {
+        "maxGasPrice": (
+            "set maxGasPrice 833333333 or less, or maxFaceValue 1200000000000000 or more",
+            "orchestrator_config/orchestrator.conf",  # as given: here the default path
+        ),
+        "maxFaceValue (gateway)": (
+            "remove the line maxFaceValue (line 53): only an orchestrator reads it",
+            "gateway_config/gateway.conf",
+        ),
+    }
+    orch = edited(ORCHESTRATOR_CONF, autoAdjustPrice="true", maxGasPrice=None)
+    _, report = run_main(capsys, "--orchestrator", orch)
+    warned = [row for row in report["rows"] if row["status"] == "WARN"]
+    assert [row["parameter"] for row in warned] == [
+        "autoAdjustPrice",
+        "maxGasPrice",
+        "maxFaceValue (gateway)",
+    ]
+    for row in warned[:2]:
+        assert row["file"] == str(orch)
+        assert row["fix"].startswith(f"set {row['parameter']} ")

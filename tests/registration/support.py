@@ -86,11 +86,17 @@ class StandinProcess:
     """tests/standins/orchestrator.py as a subprocess on a fixed port (restartable)."""
 
     def __init__(
-        self, log_dir: Path, secret: str = ORCH_SECRET, tls: bool = False, port: int | None = None
+        self,
+        log_dir: Path,
+        secret: str = ORCH_SECRET,
+        tls: bool = False,
+        port: int | None = None,
+        live_runners: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.secret = secret
         self.tls = tls
+        self.live_runners = live_runners
         self.log_dir = log_dir
         self.cert_dir = log_dir / f"standin-{self.port}-tls"
         self.process: subprocess.Popen[bytes] | None = None
@@ -118,6 +124,8 @@ class StandinProcess:
         ]
         if self.tls:
             command += ["--self-signed", "--cert-dir", str(self.cert_dir)]
+        if self.live_runners:
+            command += ["--live-runners"]
         self.process = spawn_logged(
             command, self.log_path, {**os.environ, "STANDIN_SECRET": self.secret}
         )

@@ -16,13 +16,16 @@ Modes, switchable while running, apply to every API route:
 Generation is scripted per test with `configure(...)` (see `Behaviour`): reply text or
 token count, pace, time to first token, load time, failure after N tokens, a hang before
 the first token, a thinking model's thinking text, the tool calls a model makes.
-`/api/chat` checks a request against the model's capabilities (`ollama_models.CAPABILITIES`) as
-upstream's ChatHandler does: 400 `... does not support tools` (or `thinking`, `chat`); a
+`/api/chat` checks a request against the model's capabilities (`ollama_models.CAPABILITIES`)
+as upstream's ChatHandler does: 400 `... does not support tools` (or `thinking`, `chat`); a
 thinking model thinks unless `think` is false; tool calls stream as one chunk holding
 `message.tool_calls` (arguments a JSON object, an `id` each), then the done chunk with
 `done_reason: "stop"`; `format` must be "json" or a schema object, and each message's
 `images` base64. Every request body, generation and load/unload is recorded (monotonic
-times) for assertions; `restart()` forgets the loaded set like a restarted server.
+times) for assertions, always before the client can see what it records (a piece is
+counted before it is sent); what happens as a request ends, as upstream (the model's
+release, `ended_at`), comes just after the reply: wait with `wait_idle()` to read it.
+`restart()` forgets the loaded set like a restarted server.
 
 Use in-process (`OllamaStandIn().start()`) or as a script:
 `python tests/standins/ollama_api.py --port 11434 [--mode ok] [--load-time 2]`.
@@ -908,7 +911,8 @@ class _Handler(BaseHTTPRequestHandler):
             if index < len(pieces) or behaviour.fail_after == index:
                 self._wait_until(due, gen, epoch)
             if behaviour.fail_after == index:
-                gen.outcome = "failed"
+                with state.changed:
+                    gen.outcome = "failed"
                 if behaviour.fail_mode == "close":
                     self._drop()
                 else:
@@ -917,16 +921,20 @@ class _Handler(BaseHTTPRequestHandler):
             if index == len(pieces):
                 break
             text, message = pieces[index]
-            reply.piece(text, **message)
+            # Counted, then sent: a client holding the piece always finds it counted (a
+            # test reads these while the generation runs; sent first, a busy machine
+            # could let the client see the piece before the count).
             now = time.monotonic()
             with state.changed:
                 gen.tokens_sent += 1
                 gen.text += text
                 gen.first_token_at = gen.first_token_at or now
                 gen.last_token_at = now
+            reply.piece(text, **message)
         end = time.monotonic()
         first, last = gen.first_token_at or end, gen.last_token_at or end
-        gen.done_reason, gen.outcome = done_reason, "done"  # a failed write overrides it
+        with state.changed:  # recorded before the last line goes: a failed write overrides it
+            gen.done_reason, gen.outcome = done_reason, "done"
         reply.finish(
             done=True,
             done_reason=done_reason,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -67,3 +68,18 @@ def test_the_master_loads_no_module_that_gevent_cannot_patch_after_it() -> None:
         ("urllib3", "requests", "httpx", "ollama", "pynvml", "prometheus_client", "flask"),
     )
     assert loaded == []
+
+
+def test_settings_depend_on_nothing_above_them() -> None:
+    """worker.config is the bottom of the worker: importing it loads no other worker
+    module, and no import of one hides anywhere in it (in a function, for type checks)."""
+    assert loaded_after_import(["worker.config"], ("worker",)) == ["worker", "worker.config"]
+    tree = ast.parse((ROOT / "worker" / "config.py").read_text(encoding="utf-8"))
+    named = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    assert "pydantic" in named  # the check saw the module's imports
+    assert [name for name in named if name.split(".")[0] == "worker"] == []

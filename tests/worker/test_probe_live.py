@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import ROOT, WorkerProcess, free_port
+from tests.helpers.processes import ROOT, WorkerProcess, free_port, post_json, wait_for
 from tests.standins.nvml.build import FakeNvml
 from tests.standins.ollama_api import OllamaStandIn
 
@@ -32,11 +33,13 @@ def worker(start_worker, ollama: OllamaStandIn, fake_nvml: FakeNvml) -> WorkerPr
     return start_worker({"OLLAMA_HOST": ollama.url, "WORKER_TOKEN": TOKEN}, nvml=fake_nvml)
 
 
-def probe(checkout: Path, *args: str, **shell: str) -> subprocess.CompletedProcess[str]:
+def probe(
+    checkout: Path, *args: str, quiet: bool = True, **shell: str
+) -> subprocess.CompletedProcess[str]:
     """Run the probe with none of the worker's variables in its environment but `shell`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "CAPABILITY_"))}
     return subprocess.run(
-        ["bash", str(checkout / "scripts" / "probe.sh"), "--quiet", *args],
+        ["bash", str(checkout / "scripts" / "probe.sh"), *(["--quiet"] if quiet else []), *args],
         env={**env, **shell},
         capture_output=True,
         text=True,
@@ -67,18 +70,28 @@ def test_probe_401_names_worker_token_and_where_it_is_set(
 ) -> None:
     dotenv = checkout / ".env"
     dotenv.write_text(f"WORKER_PORT={worker.port}\nWORKER_TOKEN=\n")
-    result = probe(checkout)
-    assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == (
-        f"probe: the worker requires a token: set WORKER_TOKEN (in {dotenv} or in the"
+    hint = (
+        f"the worker requires a token: set WORKER_TOKEN (in {dotenv} or in the"
         " environment) to the worker's WORKER_TOKEN, or pass --token"
     )
+    result = probe(checkout, quiet=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == f"  {hint}"
     assert "answered HTTP 401" in result.stderr
+    quiet = probe(checkout)
+    assert (quiet.returncode, quiet.stdout) == (1, "")
+    [line] = quiet.stderr.splitlines()
+    assert line.startswith(f"probe: FAILED: {worker.url}/gpu-check answered HTTP 401")
+    assert line.endswith(f"; {hint}")
 
     dotenv.write_text(f"WORKER_PORT={worker.port}\nWORKER_TOKEN=stale\n")
-    assert probe(checkout).stderr.splitlines()[-1] == (
-        f"probe: the worker refused the token from WORKER_TOKEN in {dotenv}: it must equal"
-        " the worker's WORKER_TOKEN (a changed .env takes effect with docker compose up -d)"
+    assert (
+        probe(checkout)
+        .stderr.splitlines()[-1]
+        .endswith(
+            f"; the worker refused the token from WORKER_TOKEN in {dotenv}: it must equal"
+            " the worker's WORKER_TOKEN (a changed .env takes effect with docker compose up -d)"
+        )
     )
     wrong = probe(checkout, WORKER_TOKEN="wrong")
     assert "refused the token from WORKER_TOKEN in the environment" in wrong.stderr
@@ -86,11 +99,56 @@ def test_probe_401_names_worker_token_and_where_it_is_set(
     assert probe(checkout, "--token", TOKEN).returncode == 0
 
 
+def test_probe_names_each_problem_once_and_quiet_prints_one_line(
+    checkout: Path, worker: WorkerProcess, ollama: OllamaStandIn
+) -> None:
+    def status() -> str:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        return post_json(f"{worker.url}/gpu-check", {"agent_id": "t"}, bearer)[1]["status"]
+
+    ollama.set_mode("error")
+    wait_for(lambda: status() == "degraded", 10, what="Ollama failing")
+    shell = {"WORKER_PORT": str(worker.port), "WORKER_TOKEN": TOKEN}
+    reason = f"ollama: Ollama at {ollama.url} answered HTTP 500"
+
+    loud = probe(checkout, quiet=False, **shell)
+    assert loud.returncode == 1
+    assert json.loads(loud.stdout)["status"] == "degraded"  # the whole answer, for reading
+    assert loud.stderr.splitlines()[0] == (
+        f"probe: FAILED: {worker.url}/gpu-check answered HTTP 200, status=degraded"
+    )
+    assert [line for line in loud.stderr.splitlines()[1:]] == [
+        f"  {reason}: llama runner process has terminated: exit status 2"
+    ]
+
+    quiet = probe(checkout, **shell)
+    assert (quiet.returncode, quiet.stdout) == (1, "")
+    assert quiet.stderr.splitlines() == [
+        f"probe: FAILED: {worker.url}/gpu-check answered HTTP 200, status=degraded:"
+        f" {reason}: llama runner process has terminated: exit status 2"
+    ]
+
+    ollama.set_mode("ok")
+    wait_for(lambda: status() == "success", 10, what="Ollama back")
+    quiet = probe(checkout, **shell)
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert quiet.stderr.splitlines() == [
+        f"probe: OK: {worker.url}/gpu-check answered status=success"
+    ]
+    gone = probe(checkout, WORKER_PORT=str(free_port()))
+    assert gone.returncode == 1 and len(gone.stderr.splitlines()) == 1
+    assert gone.stderr.startswith("probe: FAILED: no answer from http://127.0.0.1:")
+
+
 def test_probe_refuses_a_dotenv_compose_would_refuse(checkout: Path) -> None:
     (checkout / ".env").write_text("WORKER_PORT=1\nWORKER TOKEN=x\n")
-    result = probe(checkout)
+    reason = f"cannot read {checkout / '.env'}: line 2: unexpected character 'T' after 'WORKER'"
+    result = probe(checkout, quiet=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"cannot read {checkout / '.env'}: line 2: unexpected character 'T' after 'WORKER'",
+        reason,
         f"probe: fix {checkout / '.env'} (docker compose would refuse it too)",
+    ]
+    assert probe(checkout).stderr.splitlines() == [
+        f"probe: FAILED: fix {checkout / '.env'} (docker compose would refuse it too): {reason}"
     ]

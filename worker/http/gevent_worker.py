@@ -5,11 +5,14 @@ throws that `SystemExit` into the main greenlet wherever it is. A signal to the 
 process group gives each worker two quick stops (SIGINT from the terminal or systemd,
 then SIGQUIT from the master's own quick stop): the second greenlet then runs while the
 main greenlet is already in the interpreter's shutdown, and gevent prints a `SystemExit`
-traceback. Here a quick stop exits once, and never after the worker's loop has ended.
+traceback; or it arrives once the shutdown has put the default action back, which kills
+the process (logged by the master as a warning). Here a worker leaves SIGINT to the master
+and its quick stop exits once, never after the worker's loop has ended.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from types import FrameType
 from typing import Any
@@ -31,6 +34,16 @@ class QuietGeventWorker(GeventWorker):
             super().run()
         finally:
             self._finished = True
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # SIGINT from a terminal or systemd reaches the whole process group, and the master
+        # answers it with its own quick stop, SIGQUIT, to each worker. A worker acting on
+        # both may get the second during the interpreter's shutdown, which puts the
+        # default action back: SIGQUIT then kills it, and the master logs a WARNING
+        # ("Worker was sent SIGQUIT!"). So SIGINT is the master's alone: ignored here,
+        # from the start (set later, a pending one raises "ignored due to race condition").
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         # In the signal handler: no blocking call here (gunicorn #1126), only a greenlet.

@@ -1,6 +1,6 @@
 """The live runners this worker offers, and the secret path orchestrators reach them on.
 
-Standard library only: the HTTP workers import it to serve `/lr/<prefix>/...`.
+The HTTP workers import it to serve `/lr/<prefix>/...`.
 One runner per capability (`runner_capabilities`); each is registered with every
 orchestrator as app `agent-net/<capability>`. The orchestrator proxies
 `/apps/<runner_id>/app/<path>` to `<runner_url>/<path>`, and `runner_url` is
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from worker.config import GPU_CHECK_ROUTE, Settings
+
 if TYPE_CHECKING:
     from worker.agents import Agent
-    from worker.config import Settings
 
 ROUTE_ROOT = "lr"
 # The master sets this (a fresh random prefix per start) when no WORKER_TOKEN is set, so
@@ -34,7 +35,7 @@ PREFIX_VARIABLE = "AGENT_NET_LIVE_RUNNER_PREFIX"
 PREFIX_PATTERN = re.compile(r"[a-z2-7]{32}")
 _PREFIX_LABEL = b"agent-net live-runner route prefix v1"
 APP_PREFIX = "agent-net/"
-GPU_CHECK = "gpu-check"
+GPU_CHECK = GPU_CHECK_ROUTE
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,7 @@ class RunnerSpec:
 
 def runner_capabilities(settings: Settings, agents: Sequence[Agent] = ()) -> list[RunnerSpec]:
     """Every live runner this worker registers: the GPU check, then one per agent."""
-
-    def price(name: str) -> Decimal:
-        return settings.live_runner_prices.get(name, settings.live_runner_price_usd_per_hour)
-
+    price = settings.live_runner_price
     return [
         RunnerSpec(name=GPU_CHECK, path=GPU_CHECK, price=price(GPU_CHECK)),
         *(

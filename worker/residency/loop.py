@@ -98,11 +98,21 @@ class ResidencyLoop:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop the loop, waiting up to `wait` s for a run in flight; close the Ollama
+        client and the usage database only once nothing uses them any more (a load still
+        running is left to end with the process)."""
         self._stop.set()
-        self._http.close()
+        if self._thread.is_alive() and wait > 0:
+            self._thread.join(wait)
+        if self._thread.is_alive():
+            return
         if self._store is not None:
             self._store.close()
+        with self._lock:
+            loading = bool(self._loading)
+        if not loading:
+            self._http.close()
 
     def as_json(self) -> dict[str, Any]:
         return self.report.as_json()

@@ -31,6 +31,9 @@ from worker.sampling.xid_history import XID_HISTORY_FILE, XidHistory
 
 log = logging.getLogger("agent_net.sampler")
 POLL_SECONDS = 0.1
+# How long a stop waits for an Ollama read or a residency run in flight (the master gives
+# the sampler 4 s in all); one still running then is left to end with the process.
+STOP_WAIT_SECONDS = 1.5
 
 
 class Sampler:
@@ -75,10 +78,12 @@ class Sampler:
         self.residency.start()
 
     def stop(self) -> None:
-        self.residency.stop()
+        """Stop every thread; close what each used only once it has ended (a client closed
+        under a read in flight would fail that read, and log it, during a clean stop)."""
         self.nvml.stop()
-        self.ollama.stop()
-        self._ollama_reader.close()
+        self.residency.stop(wait=STOP_WAIT_SECONDS)
+        if self.ollama.stop(wait=min(self.ollama.timeout, STOP_WAIT_SECONDS)):
+            self._ollama_reader.close()
         if self.nvml.state.in_flight_since is None:  # never wait on a wedged driver
             self._gpu_reader.close()
 

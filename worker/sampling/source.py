@@ -66,8 +66,17 @@ class SourceSampler(Generic[T]):
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> bool:
+        """Ask the thread to stop, waiting up to `wait` s for a read in flight to end.
+
+        True once the thread has ended (or never ran): only then may the caller close what
+        the read uses. Closing it under a running read fails that read (a RuntimeError
+        from a closed client), which would be reported as the source failing.
+        """
         self._stop.set()
+        if self._thread.is_alive() and wait > 0:
+            self._thread.join(wait)
+        return not self._thread.is_alive()
 
     def sample_once(self) -> None:
         """Read the source once and publish the result (the thread's loop body)."""
