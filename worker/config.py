@@ -172,6 +172,10 @@ class Settings(BaseModel):
     worker_threads: int = Field(8, alias="WORKER_THREADS", ge=1, le=256)
     worker_connections: int = Field(1000, alias="WORKER_CONNECTIONS", ge=1, le=100_000)
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024, le=16 * 1024 * 1024)
+    # The agents' and /v1 routes carry images and long histories (docs/agents.md#limits).
+    agent_max_body_bytes: int = Field(
+        16 * 1024 * 1024, alias="AGENT_MAX_BODY_BYTES", ge=1024, le=64 * 1024 * 1024
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", alias="LOG_LEVEL"
     )

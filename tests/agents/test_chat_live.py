@@ -226,7 +226,7 @@ def test_a_client_that_leaves_stops_the_generation_and_frees_its_slot(
 def test_bad_requests_are_stable_json_errors(
     run_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
-    worker = run_worker(MAX_BODY_BYTES="2048")
+    worker = run_worker(AGENT_MAX_BODY_BYTES="2048")
     openai = f"{worker.url}/v1/chat/completions"
     agent = f"{worker.url}/{AGENT}"
     cases = [  # url, body, status, code, a part of the message that names the problem

@@ -207,7 +207,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], int, str, str]] = [
         "JSON object",
     ),
     (
-        "an image too large for the body",
+        "an image too large for the body",  # AGENT_MAX_BODY_BYTES is 64 KiB here
         {"messages": image_message("A" * 80_000)},
         413,
         "body_too_large",
@@ -228,7 +228,9 @@ def test_bad_input_is_a_4xx_json_error_naming_it(
     code: str,
     named: str,
 ) -> None:
-    worker = start_worker({"OLLAMA_HOST": ollama.url}, nvml=fake_nvml)
+    worker = start_worker(
+        {"OLLAMA_HOST": ollama.url, "AGENT_MAX_BODY_BYTES": "65536"}, nvml=fake_nvml
+    )
     for path in ("/agent-net-llm", "/v1/chat/completions"):
         for streamed in (False, True):
             payload = {**body, "model": "agent-net-llm", "stream": streamed}
@@ -245,12 +247,10 @@ def test_bad_input_is_a_4xx_json_error_naming_it(
     assert "Traceback" not in worker.logs() and "request_failed" not in worker.logs()
 
 
-def test_an_oversized_image_under_a_large_body_limit_is_refused_by_its_size(
+def test_an_oversized_image_under_the_default_body_limit_is_refused_by_its_size(
     start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn
 ) -> None:
-    worker = start_worker(
-        {"OLLAMA_HOST": ollama.url, "MAX_BODY_BYTES": str(16 * 1024 * 1024)}, nvml=fake_nvml
-    )
+    worker = start_worker({"OLLAMA_HOST": ollama.url}, nvml=fake_nvml)  # agents: 16 MiB
     image = base64.b64encode(b"\x89PNG" + bytes(9 * 1024 * 1024)).decode()
     got, _, raw = http(
         "POST",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,11 @@ WEATHER_TOOL = {
 PARIS = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 # A tiny PNG (1x1, red), as a client would send it inline.
-PNG = base64.b64encode(
-    bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d7"
-        "63f8cfc000000301010018dd8db00000000049454e44ae426082"
-    )
-).decode()
+PNG_HEX = (
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d7"
+    "63f8cfc000000301010018dd8db00000000049454e44ae426082"
+)
+PNG = base64.b64encode(bytes.fromhex(PNG_HEX)).decode()
 
 
 @pytest.fixture
@@ -246,6 +246,21 @@ def test_an_image_to_a_vision_agent_and_never_in_a_log_line(
     logs = worker.logs()
     assert "agent_job agent=seer" in logs  # the log was written, at DEBUG
     assert PNG[:40] not in logs and "secret-cat" not in logs
+
+
+def test_a_photo_sized_image_fits_the_agents_default_body_limit(
+    client: openai.OpenAI, ollama: OllamaStandIn
+) -> None:
+    """A 3 MiB image (4 MiB as base64) goes through with the default settings: the agents'
+    routes take AGENT_MAX_BODY_BYTES (16 MiB), not the job routes' 64 KiB."""
+    photo = base64.b64encode(bytes.fromhex(PNG_HEX) + os.urandom(3 * 1024 * 1024)).decode()
+    ollama.configure(reply="A photo.")
+    content: Any = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{photo}"}}]
+    answer = client.chat.completions.create(
+        model="seer", messages=[{"role": "user", "content": content}]
+    )
+    assert answer.choices[0].message.content == "A photo."
+    assert last_body(ollama)["messages"][0]["images"] == [photo]
 
 
 def test_thinking_streams_as_reasoning_never_in_content(

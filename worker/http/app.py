@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker.agents import Agent, load_agents
 from worker.config import Settings
@@ -26,6 +25,7 @@ from worker.http.errors import (
     LOGGED_PATH_KEY,
     OPENAI_ERRORS_KEY,
     ApiError,
+    BodyTooLarge,
     install_error_handlers,
     read_request_body,
 )
@@ -97,9 +97,12 @@ def create_app(
     if agents is None:
         agents = load_agents(settings)
     app = Flask("agent_net")
+    agent_body_bytes = settings.agent_max_body_bytes
     # One byte over the limit, so a chunked body (no Content-Length) that is too large
-    # shows as len > limit instead of being cut silently at the limit by werkzeug.
-    body_limit = app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    # shows as len > limit instead of being cut silently at the limit by werkzeug; each
+    # route then holds its body to its own limit (the agents' is larger: images).
+    body_limit = settings.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, agent_body_bytes) + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     usage_hook.configure(settings.usage_db_path)  # opened on first use, in each process
     limiter = SlotLimiter(runtime_dir / "capacity.slots", settings.capability_capacity)
@@ -122,7 +125,7 @@ def create_app(
         agents,
         readings=readings,
         ollama_url=settings.ollama_host,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=agent_body_bytes,
         authorise=authorise,
     )
     chat_routes = register_chat_routes(
@@ -131,7 +134,7 @@ def create_app(
         readings=readings,
         ollama_url=settings.ollama_host,
         runtime_dir=runtime_dir,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=agent_body_bytes,
         authorise=authorise,
         route_agent=embeddings.route_agent,  # an embedding agent's own route
     )
@@ -147,7 +150,7 @@ def create_app(
         # connection, not one of the capacity slots that running jobs are counted in.
         body = read_request_body(environ, body_limit)
         if len(body) > settings.max_body_bytes:
-            raise RequestEntityTooLarge()
+            raise BodyTooLarge(settings.max_body_bytes)
         slot = limiter.take()
         if slot is None:
             jobs_refused.inc()
@@ -208,7 +211,7 @@ def create_app(
         agent_routes=chat_routes.proxied,
         embeddings=embeddings,
         models=models,
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=agent_body_bytes,
     )
 
     def live_runner(rest: str = "") -> Response:

@@ -41,12 +41,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
-from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, read_request_body
+from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, BodyTooLarge, read_request_body
 from worker.http.job_admission import admit
 from worker.http.ollama_stream import OllamaChat, TimeLimit, UpstreamError
 from worker.http.usage_hook import job_finished, job_started, record_usage
@@ -471,7 +470,7 @@ def register_chat_routes(
             authorise(environ)
         raw = read_request_body(environ, max_body_bytes + 1)
         if len(raw) > max_body_bytes:
-            raise RequestEntityTooLarge()
+            raise BodyTooLarge(max_body_bytes)
         body = parse_json_object(raw)
         if agent is None:
             name = body.get("model")

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Response
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker.agents import Agent
 from worker.http.agent_metrics import AgentSeries
 from worker.http.capacity import SlotLimiter
 from worker.http.chat import AgentRoute, parse_json_object
-from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, read_request_body
+from worker.http.errors import OPENAI_ERRORS_KEY, ApiError, BodyTooLarge, read_request_body
 from worker.http.job_admission import admit
 from worker.http.ollama_embed import OllamaEmbed
 from worker.http.ollama_stream import TimeLimit, UpstreamError
@@ -106,7 +105,7 @@ class EmbeddingRoutes:
             self._authorise(environ)
         raw = read_request_body(environ, self._max_body_bytes + 1)
         if len(raw) > self._max_body_bytes:
-            raise RequestEntityTooLarge()
+            raise BodyTooLarge(self._max_body_bytes)
         body = parse_json_object(raw)
         if agent is None:
             agent = self._named(body.get("model")) if pinned is None else pinned_agent(body, pinned)

@@ -44,6 +44,14 @@ _OPENAI_TYPES = {
 log = logging.getLogger("agent_net.http")
 
 
+class BodyTooLarge(RequestEntityTooLarge):
+    """A request body over `limit` bytes (each kind of route has its own limit)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+
 class ApiError(Exception):
     """An error answered as `{"error": code, "detail": detail}` with an HTTP status;
     `param` names the request field at fault (OpenAI's shape shows it)."""
@@ -124,8 +132,8 @@ def read_sized_body(environ: dict[str, Any], limit: int) -> bytes:
     wrapping of it costs as much as the rest of a /gpu-check answer): over `limit`
     bytes is a 413, a body that ends early or cannot be read a 400."""
     expected = content_length(environ) or 0
-    if expected > limit:
-        raise RequestEntityTooLarge()
+    if expected > limit:  # `limit` is the route's limit plus one (see read_request_body)
+        raise BodyTooLarge(limit - 1)
     try:
         body = environ["wsgi.input"].read(expected) if expected else b""
     except Exception:
@@ -206,7 +214,7 @@ def answer_error(
         detail = {
             404: f"no route {path}",
             405: f"{method} is not allowed on {path}",
-            413: f"request body is larger than {max_body_bytes} bytes",
+            413: f"request body is larger than {getattr(error, 'limit', max_body_bytes)} bytes",
         }.get(status, error.description or error.name)
         valid = getattr(error, "valid_methods", None)
         headers = {"Allow": ", ".join(valid)} if status == 405 and valid else {}

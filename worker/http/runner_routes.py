@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Response
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from worker.agents import Agent
 from worker.http.chat import parse_json_object
 from worker.http.embeddings import EmbeddingRoutes, pinned_agent
-from worker.http.errors import OPENAI_ERRORS_KEY, read_request_body
+from worker.http.errors import OPENAI_ERRORS_KEY, BodyTooLarge, read_request_body
 from worker.http.models import ModelRoutes
 from worker.registration.runners import GPU_CHECK
 
@@ -84,7 +83,7 @@ class RunnerRoutes:
         environ[OPENAI_ERRORS_KEY] = True
         raw = read_request_body(environ, self._max_body_bytes + 1)
         if len(raw) > self._max_body_bytes:
-            raise RequestEntityTooLarge()
+            raise BodyTooLarge(self._max_body_bytes)
         pinned_agent(parse_json_object(raw), agent)
         environ["wsgi.input"] = io.BytesIO(raw)
         environ["CONTENT_LENGTH"] = str(len(raw))
