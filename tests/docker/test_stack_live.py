@@ -334,6 +334,21 @@ def test_worker_healthy_and_probe_passes_through_published_port(stack: Stack) ->
     assert doc["model_name"] == MODEL and doc["total_models"] == len(PULLED)
 
 
+def test_doctor_in_the_stack_runs_as_the_readme_says(stack: Stack) -> None:
+    """`docker compose exec worker agent-net doctor` (README, operator-first-hour.md): run
+    inside the worker container, it sees the stand-in GPUs, the ollama service and the
+    orchestrator, and fails no link."""
+    wait_until(stack.registered, 30, "agent-net registered with the orchestrator")
+    res = stack.compose("exec", "-T", "worker", "agent-net", "doctor", "--json", check=False)
+    report = json.loads(res.stdout)
+    verdicts = {row["name"]: row["verdict"] for row in report["checks"]}
+    failed = {name: v for name, v in verdicts.items() if v == "fail"}
+    assert failed == {} and res.returncode == 0, res.stdout + res.stderr
+    assert verdicts["nvml"] == verdicts["ollama"] == verdicts["worker"] == "ok", verdicts
+    assert [n for n in verdicts if n.startswith("action gpu")] == ["action gpu 0", "action gpu 1"]
+    assert any(n.startswith("registration ") and v == "ok" for n, v in verdicts.items())
+
+
 def test_registers_and_a_job_through_the_orchestrator_reaches_the_worker(stack: Stack) -> None:
     cap = wait_until(stack.registered, 30, "agent-net registered with the orchestrator")
     assert cap["url"] == f"http://worker:{stack.values['WORKER_PORT']}"
