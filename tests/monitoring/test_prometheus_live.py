@@ -116,7 +116,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         url = f"http://{web}"
         wait_for(lambda: http("GET", f"{url}/-/ready")[0] == 200, 30, what="Prometheus ready")
-        yield Stack(worker, nvml, ollama, orchestrator, url)
+        stack = Stack(worker, nvml, ollama, orchestrator, url)
+        yield stack
+        ollama = stack.ollama  # a test may have replaced it with a restarted one
     finally:
         if prometheus is not None:
             prometheus.send_signal(signal.SIGTERM)
