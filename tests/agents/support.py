@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.processes import free_port
+from tests.registration.support import ORCH_SECRET
+
 DEFAULT_MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the Ollama stand-in at start
 HELLO = [{"role": "user", "content": "why is the sky blue?"}]
+ORCHESTRATED_TOKEN = "worker-token-agents"  # the worker token of start_registered()
 
 
 def model_entry(name: str, loaded: bool = True, size: int = 5_000_000_000) -> dict[str, Any]:
@@ -129,3 +133,22 @@ def stream(
         return read_events(response, **kw)
     finally:
         conn.close()
+
+
+def start_registered(
+    start_worker: Any, fake_nvml: Any, ollama: Any, orch: Any, tmp_path: Path, *agents: Any
+) -> Any:
+    """Start the worker over the stand-ins with `agents`, registering with the orchestrator
+    stand-in `orch` every second, its job routes guarded by ORCHESTRATED_TOKEN."""
+    port = free_port()
+    env = {
+        "WORKER_PORT": str(port),
+        "CAPABILITY_URL": f"http://127.0.0.1:{port}",
+        "ORCH_URL": orch.url,
+        "ORCH_SECRET": ORCH_SECRET,
+        "WORKER_TOKEN": ORCHESTRATED_TOKEN,
+        "REGISTER_INTERVAL_SECONDS": "1",
+        "OLLAMA_HOST": ollama.url,
+        "AGENTS_FILE": str(agents_file(tmp_path, *agents)),
+    }
+    return start_worker(env, nvml=fake_nvml)

@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.support import DEFAULT_MODEL, HELLO, agents_file
-from tests.helpers.processes import free_port, http, wait_for
-from tests.registration.support import ORCH_SECRET, StandinProcess, livepeer_header, read_lines
+from tests.agents.support import (
+    DEFAULT_MODEL,
+    HELLO,
+    ORCHESTRATED_TOKEN,
+    start_registered,
+)
+from tests.helpers.processes import http, wait_for
+from tests.registration.support import StandinProcess, livepeer_header, read_lines
 from tests.standins.nvml.build import FakeNvml
 from tests.standins.ollama_api import OllamaStandIn, default_models
 from tests.standins.ollama_models import embedding, embedding_model
 
-TOKEN = "worker-token-agents"
+TOKEN = ORCHESTRATED_TOKEN
 
 
 @pytest.fixture
@@ -25,25 +30,10 @@ def orch(tmp_path: Path) -> Iterator[StandinProcess]:
     standin.stop()
 
 
-def start(start_worker, fake_nvml, ollama, orch, tmp_path: Path, *agents):
-    port = free_port()
-    env = {
-        "WORKER_PORT": str(port),
-        "CAPABILITY_URL": f"http://127.0.0.1:{port}",
-        "ORCH_URL": orch.url,
-        "ORCH_SECRET": ORCH_SECRET,
-        "WORKER_TOKEN": TOKEN,
-        "REGISTER_INTERVAL_SECONDS": "1",
-        "OLLAMA_HOST": ollama.url,
-        "AGENTS_FILE": str(agents_file(tmp_path, *agents)),
-    }
-    return start_worker(env, nvml=fake_nvml)
-
-
 def test_every_agent_is_its_own_priced_capability_and_is_removed_on_stop(
     start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, orch: StandinProcess, tmp_path: Path
 ) -> None:
-    worker = start(
+    worker = start_registered(
         start_worker,
         fake_nvml,
         ollama,
@@ -88,7 +78,7 @@ def test_a_streamed_job_through_the_orchestrator(
     start_worker, fake_nvml: FakeNvml, ollama: OllamaStandIn, orch: StandinProcess, tmp_path: Path
 ) -> None:
     ollama.configure(reply="Blue light scatters most.", token_interval=0.1)
-    start(
+    start_registered(
         start_worker, fake_nvml, ollama, orch, tmp_path, {"name": "coder", "model": DEFAULT_MODEL}
     )
     wait_for(lambda: "coder" in orch.capabilities(), 15, what="the agent's registration")
@@ -125,7 +115,7 @@ def test_an_embedding_job_through_the_orchestrator(
     """BYOC: the gateway's `/process/request/<embedding agent>` reaches the agent's own
     route with OpenAI's embeddings body; the answer comes back whole (JSON, not SSE)."""
     ollama.set_models([*default_models(), embedding_model()])
-    start(
+    start_registered(
         start_worker,
         fake_nvml,
         ollama,

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.agents.support import agents_file, stream
+from tests.agents.support import agents_file, start_registered, stream
 from tests.helpers.openai_errors import openai_error
-from tests.helpers.processes import free_port, http, wait_for
+from tests.helpers.processes import http, wait_for
 from tests.registration.support import (
-    ORCH_SECRET,
     StandinProcess,
     insecure,
     livepeer_header,
@@ -25,7 +24,6 @@ from tests.standins.nvml.build import FakeNvml
 from tests.standins.ollama_api import OllamaStandIn
 
 GO_SCANNER_LIMIT = 64 * 1024  # a line this long or longer ends go-livepeer's relay
-TOKEN = "worker-token-long-lines"
 TOOL = {
     "type": "function",
     "function": {
@@ -82,18 +80,8 @@ def test_a_100_kb_tool_argument_crosses_the_byoc_relay_whole(
     ollama.configure(reply="", tool_calls=({"function": {"name": "write_file", "arguments": BIG}},))
     orch = StandinProcess(tmp_path).start()
     try:
-        port = free_port()
-        env = {
-            "WORKER_PORT": str(port),
-            "CAPABILITY_URL": f"http://127.0.0.1:{port}",
-            "ORCH_URL": orch.url,
-            "ORCH_SECRET": ORCH_SECRET,
-            "WORKER_TOKEN": TOKEN,
-            "REGISTER_INTERVAL_SECONDS": "1",
-            "OLLAMA_HOST": ollama.url,
-            "AGENTS_FILE": str(agents_file(tmp_path, {"name": "scribe", "model": "llama3.2:3b"})),
-        }
-        start_worker(env, nvml=fake_nvml)
+        scribe = {"name": "scribe", "model": "llama3.2:3b"}
+        start_registered(start_worker, fake_nvml, ollama, orch, tmp_path, scribe)
         wait_for(lambda: "scribe" in orch.capabilities(), 15, what="the agent's registration")
         response, lines = read_lines(
             f"{orch.url}/process/request/scribe",
