@@ -29,9 +29,10 @@ What it installs, and as whom:
     already answers is used as it is. Neither root nor an engine: those tests fail and
     name --no-docker.
 
-How long, on a 2-core machine: about 7.5 minutes with --no-docker (measured with
-another process keeping one core busy); allow 10 with the Docker tests, more on a first
-run, which installs the engine and builds the images.
+How long, on a 2-core machine: about 10 minutes with the Docker tests on an idle machine
+(598 s in a fresh clone), more on a first run, which installs the engine and builds the
+images; about 9.5 minutes with --no-docker while another process keeps one core busy
+(565-580 s over three runs).
 
 Options:
   --no-docker   leave out the live Docker-engine tests (marker docker): nothing is
