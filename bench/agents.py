@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from run import Server, free_port, wait_until  # noqa: E402
 
+from tests.agents.support import WEATHER_TOOL  # noqa: E402
 from tests.helpers.processes import spawn_logged  # noqa: E402
 from tests.standins.nvml.build import FakeNvml, build_fake_nvml  # noqa: E402
 
@@ -57,20 +58,7 @@ EMBED_P50_MS = 2.0
 MESSAGES = [{"role": "user", "content": "why is the sky blue?"}]
 TOOLS_MODEL = "llama3.2:3b"  # takes tools (the stand-in's capability table)
 TOOLS_AGENT = "bench-tools"
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The current weather in a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
+TOOLS = [WEATHER_TOOL]
 TOOL_CALLS = [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
 REPLY_WORDS = 40
 TTFT_P50_MS, TTFT_P99_MS = 2.0, 10.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import time
@@ -13,32 +12,38 @@ from typing import Any
 
 from tests.helpers.processes import free_port
 from tests.registration.support import ORCH_SECRET
+from tests.standins.ollama_models import catalogue_entry
 
 DEFAULT_MODEL = "codellama:34b-instruct-q4_k_m"  # loaded in the Ollama stand-in at start
 HELLO = [{"role": "user", "content": "why is the sky blue?"}]
 ORCHESTRATED_TOKEN = "worker-token-agents"  # the worker token of start_registered()
+# A function tool as OpenAI clients declare it (the SDK tests and bench/agents.py).
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 
 
 def model_entry(name: str, loaded: bool = True, size: int = 5_000_000_000) -> dict[str, Any]:
     """A catalogue entry for the Ollama stand-in (`set_models`); what it can do comes
     from the stand-in's capability table by name."""
-    return {
-        "name": name,
-        "model": name,
-        "modified_at": "2026-11-21T10:00:00Z",
-        "size": size,
-        "digest": hashlib.sha256(name.encode()).hexdigest(),
-        "details": {
-            "parent_model": "",
-            "format": "gguf",
-            "family": name.split(":")[0],
-            "families": [name.split(":")[0]],
-            "parameter_size": "8B",
-            "quantization_level": "Q4_K_M",
-        },
-        "loaded": loaded,
-        "size_vram": 0,
-    }
+    return catalogue_entry(
+        name,
+        size=size,
+        family=name.split(":")[0],
+        parameter_size="8B",
+        quantization="Q4_K_M",
+        modified_at="2026-11-21T10:00:00Z",
+        loaded=loaded,
+    )
 
 
 def agents_file(directory: Path, *agents: Mapping[str, Any]) -> Path:

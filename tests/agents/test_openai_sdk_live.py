@@ -15,7 +15,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.agents.support import DEFAULT_MODEL, HELLO, agents_file, model_entry
+from tests.agents.support import DEFAULT_MODEL, HELLO, WEATHER_TOOL, agents_file, model_entry
 from tests.helpers.processes import WorkerProcess
 from tests.standins.nvml.build import FakeNvml
 from tests.standins.ollama_api import OllamaStandIn, default_models
@@ -27,18 +27,6 @@ AGENTS = (
     {"name": "coder", "model": DEFAULT_MODEL},  # completion only
     {"name": "embedder", "model": "nomic-embed-text:latest"},
 )
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 PARIS = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 # A tiny PNG (1x1, red), as a client would send it inline.

@@ -728,10 +728,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self.send_json(400, {"error": "missing request body"})
             return
-        try:
-            keep_alive = parse_keep_alive(body.get("keep_alive"))
-        except ValueError as exc:
-            self.send_json(400, {"error": str(exc)})
+        ok, keep_alive = self._keep_alive(body)
+        if not ok:
             return
         dimensions = body.get("dimensions") or 0
         if isinstance(dimensions, bool) or not isinstance(dimensions, int):
@@ -831,10 +829,8 @@ class _Handler(BaseHTTPRequestHandler):
         if model is None:
             self.send_json(404, {"error": f"model '{name}' not found"})
             return
-        try:
-            keep_alive = parse_keep_alive(body.get("keep_alive"))
-        except ValueError as exc:
-            self.send_json(400, {"error": str(exc)})
+        ok, keep_alive = self._keep_alive(body)
+        if not ok:
             return
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         key = "prompt" if endpoint == "/api/generate" else "messages"
@@ -982,6 +978,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _keep_alive(self, body: dict[str, Any]) -> tuple[bool, float | None]:
+        """(True, seconds) of the body's `keep_alive`, or (False, None) once a 400 naming
+        the bad value has been answered, as upstream's handlers do."""
+        try:
+            return True, parse_keep_alive(body.get("keep_alive"))
+        except ValueError as exc:
+            self.send_json(400, {"error": str(exc)})
+            return False, None
 
     def send_json(self, status: int, body: Any, strict: bool = False) -> None:
         """One JSON answer; with `strict`, a failed write raises _ClientGone."""

@@ -45,6 +45,37 @@ def capabilities_of(model: dict[str, Any]) -> tuple[str, ...]:
     return CAPABILITIES.get(model["name"], DEFAULT_CAPABILITIES)
 
 
+def catalogue_entry(
+    name: str,
+    *,
+    size: int,
+    family: str,
+    parameter_size: str,
+    quantization: str,
+    modified_at: str,
+    loaded: bool,
+) -> dict[str, Any]:
+    """A catalogue entry (for `OllamaStandIn.set_models`) as `/api/tags` lists it, with
+    the stand-in's own `loaded` and `size_vram` (0: the whole size once loaded)."""
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": modified_at,
+        "size": size,
+        "digest": hashlib.sha256(name.encode()).hexdigest(),
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": parameter_size,
+            "quantization_level": quantization,
+        },
+        "loaded": loaded,
+        "size_vram": 0,
+    }
+
+
 def embedding_model(
     name: str = "nomic-embed-text:latest",
     *,
@@ -56,25 +87,16 @@ def embedding_model(
 ) -> dict[str, Any]:
     """A catalogue entry (for `OllamaStandIn.set_models`) of an embedding model; the
     defaults are nomic-embed-text's (`ollama show nomic-embed-text`)."""
-    return {
-        "name": name,
-        "model": name,
-        "modified_at": "2026-11-18T09:30:00Z",
-        "size": size,
-        "digest": hashlib.sha256(name.encode()).hexdigest(),
-        "details": {
-            "parent_model": "",
-            "format": "gguf",
-            "family": family,
-            "families": [family],
-            "parameter_size": parameter_size,
-            "quantization_level": "F16",
-        },
-        "loaded": loaded,
-        "size_vram": 0,
-        "embedding_length": embedding_length,
-        "context_length": 2048,
-    }
+    entry = catalogue_entry(
+        name,
+        size=size,
+        family=family,
+        parameter_size=parameter_size,
+        quantization="F16",
+        modified_at="2026-11-18T09:30:00Z",
+        loaded=loaded,
+    )
+    return {**entry, "embedding_length": embedding_length, "context_length": 2048}
 
 
 def show_answer(model: dict[str, Any], public: dict[str, Any]) -> dict[str, Any]:
